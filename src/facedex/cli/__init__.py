@@ -1,0 +1,1 @@
+"""The facedex command line."""

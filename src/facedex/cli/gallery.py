@@ -1,0 +1,256 @@
+"""Gallery commands: enroll, identify, people, forget, calibrate."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+
+from ..api import Gallery, list_images
+from ..errors import FacedexError
+from ..faces.detect import DetectorConfig
+from ..types import EnrollItem, ImageResult, Threshold
+from .output import emit_json, err, out, plural, progress, summarize_reasons, table
+
+EXIT_OK, EXIT_PARTIAL = 0, 1
+
+
+def detector_config(args: argparse.Namespace) -> DetectorConfig:
+    return DetectorConfig(score_threshold=args.det_score, min_face=args.min_face, max_side=args.max_side)
+
+
+def describe_threshold(t: Threshold, gallery: str) -> str:
+    if t.method == "default":
+        return (f"threshold {t.value:.3f} (default for {t.details.get('embedder', 'this embedder')}; "
+                f"not calibrated for this gallery — run `facedex calibrate {gallery}`)")
+    if t.method == "manual":
+        return f"threshold {t.value:.3f} (set by hand)"
+    text = f"threshold {t.value:.3f} (calibrated for FPIR {t.details.get('fpir_target', '?')})"
+    if t.details.get("stale"):
+        text += f" — the gallery has changed since; re-run `facedex calibrate {gallery}`"
+    if t.details.get("low_confidence"):
+        text += " — rough: few people to calibrate on"
+    return text
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    g = Gallery.open(args.gallery, create=True, embedder=args.embedder,
+                     detector_config=detector_config(args), runtime=args.runtime)
+    with g:
+        items: list[EnrollItem] = []
+        with progress(None, "enroll", enabled=not args.json) as bar:
+            def tick(item: EnrollItem, done: int, total: int) -> None:
+                if bar.total != total:
+                    bar.total = total
+                bar.update(1)
+                bar.set_postfix_str(f"added {sum(i.status == 'added' for i in items)}", refresh=False)
+
+            for src in args.sources:
+                report = g.enroll(src, person=args.person, multiple=args.multiple,
+                                  progress=lambda it, d, t: (items.append(it), tick(it, d, t)))
+                del report  # items were collected as they came
+        counts = g.counts()
+        people_now = {p.name for p in g.people()}
+        threshold = g.threshold
+    status = Counter(i.status for i in items)
+    attempted = {i.person for i in items if i.person}
+    missing = sorted(attempted - people_now)
+    if args.json:
+        emit_json({
+            "gallery": str(g.path),
+            "added": status["added"], "skipped": status["skipped"], "failed": status["failed"],
+            "people_without_faces": missing,
+            "totals": counts,
+            "threshold": threshold.to_dict(),
+            "items": [i.to_dict() for i in items],
+        })
+    else:
+        out(f"added {plural(status['added'], 'image')}, skipped {status['skipped']} already enrolled, "
+            f"failed {status['failed']}")
+        failures = [i.reason or i.path for i in items if i.status == "failed"]
+        if failures:
+            out("failed:")
+            for line in summarize_reasons(failures):
+                out(f"  {line}")
+        for name in missing:
+            out(f"warning: {name}: no usable image; this person is not in the gallery")
+        out(f"gallery {g.path}: {plural(counts['people'], 'person')}, {plural(counts['faces'], 'face')}")
+        err(describe_threshold(threshold, args.gallery))
+    return EXIT_PARTIAL if status["failed"] else EXIT_OK
+
+
+def expand_inputs(inputs: list[str]) -> list[str]:
+    expanded: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = [str(x) for x in list_images(p)]
+            expanded += found if found else [item]
+        else:
+            expanded.append(item)
+    return expanded
+
+
+class Annotator:
+    """Writes annotated copies with unique names into a directory."""
+
+    def __init__(self, directory: str | None):
+        self.dir = Path(directory) if directory else None
+        self.used: set[str] = set()
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+
+    def target(self, source: str) -> Path:
+        assert self.dir is not None
+        stem = Path(source).stem or "image"
+        suffix = Path(source).suffix.lower()
+        suffix = suffix if suffix in (".jpg", ".jpeg", ".png") else ".png"
+        name, n = f"{stem}{suffix}", 1
+        while name in self.used:
+            name, n = f"{stem}-{n}{suffix}", n + 1
+        self.used.add(name)
+        return self.dir / name
+
+    def write(self, source: str, faces) -> Path | None:
+        if self.dir is None:
+            return None
+        from PIL import Image
+
+        from ..draw import annotate
+        from ..media import load_image
+
+        path = self.target(source)
+        drawn = annotate(load_image(source), faces)
+        tmp = path.with_name(path.name + ".tmp")
+        Image.fromarray(drawn).save(tmp, format="PNG" if path.suffix == ".png" else "JPEG", quality=92)
+        tmp.replace(path)
+        return path
+
+
+def print_result(res: ImageResult) -> None:
+    if res.error:
+        out(f"{res.input}: ERROR {res.error}")
+        return
+    if not res.faces:
+        out(f"{res.input}: no faces")
+        return
+    out(f"{res.input}: {plural(len(res.faces), 'face')}")
+    for i, f in enumerate(res.faces, 1):
+        x, y, w, h = (int(round(v)) for v in f.face.box)
+        where = f"at ({x},{y}) {w}x{h}"
+        if f.known:
+            nxt = f.candidates[1] if len(f.candidates) > 1 else None
+            extra = f"  (next: {nxt.name} {nxt.similarity:.3f})" if nxt else ""
+            out(f"  {i}. {f.name}  {f.similarity:.3f}  {where}{extra}")
+        elif f.candidates:
+            best = f.candidates[0]
+            out(f"  {i}. unknown  {where}  (closest: {best.name} {best.similarity:.3f} < {f.threshold:.3f})")
+        else:
+            out(f"  {i}. unknown  {where}  (the gallery is empty)")
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    g = Gallery.open(args.gallery, detector_config=detector_config(args), runtime=args.runtime)
+    annotator = Annotator(args.annotate)
+    inputs = expand_inputs(args.inputs)
+    results: list[ImageResult] = []
+    failed = 0
+    with g:
+        threshold = g.threshold
+        err(describe_threshold(threshold, args.gallery) if args.threshold is None
+            else f"threshold {args.threshold:.3f} (from --threshold)")
+        if g.counts()["faces"] == 0:
+            err(f"warning: {g.path} has no faces enrolled; every face will be unknown")
+        with progress(len(inputs), "identify", enabled=not args.json and len(inputs) > 1) as bar:
+            for res in g.identify_many(inputs, threshold=args.threshold):
+                bar.update(1)
+                if res.error is None and annotator.dir is not None:
+                    try:
+                        annotator.write(res.input, res.faces)
+                    except (OSError, FacedexError) as e:
+                        res = ImageResult(res.input, res.faces, f"cannot write the annotated copy: {e}")
+                failed += res.error is not None
+                if args.json:
+                    results.append(res)
+                else:
+                    bar.clear()
+                    print_result(res)
+    if args.json:
+        emit_json([r.to_dict() for r in results])
+    elif failed:
+        err(f"{failed} of {len(inputs)} inputs failed")
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
+def cmd_people(args: argparse.Namespace) -> int:
+    with Gallery.open(args.gallery) as g:
+        if args.person:
+            faces = g.store.faces_of(args.person)
+            if args.json:
+                emit_json({"name": args.person, "faces": faces})
+            else:
+                rows = [(f["face_id"], f["path"] or "(embedding only)",
+                         " ".join(str(int(v)) for v in f["box"])) for f in faces]
+                out(table(rows, ["face", "source", "box x y w h"], "rll"))
+            return EXIT_OK
+        people = g.people()
+        counts = g.counts()
+        threshold = g.threshold
+        if args.json:
+            emit_json({"gallery": str(g.path), "embedder": g.embedder_card.id, "totals": counts,
+                       "threshold": threshold.to_dict(), "people": [p.to_dict() for p in people]})
+        else:
+            out(table([(p.name, p.faces, p.sources) for p in people], ["name", "faces", "sources"], "lrr"))
+            out(f"{plural(counts['people'], 'person')}, {plural(counts['faces'], 'face')}; "
+                f"embedder {g.embedder_card.id}")
+            out(describe_threshold(threshold, args.gallery))
+    return EXIT_OK
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    results, failed = [], 0
+    with Gallery.open(args.gallery) as g:
+        for name in args.names:
+            try:
+                removed = g.forget(name)
+                results.append({"name": name, "forgotten": True, **removed, "error": None})
+                if not args.json:
+                    out(f"forgot {name}: {plural(removed['faces'], 'face')} from "
+                        f"{plural(removed['sources'], 'source')} erased")
+            except FacedexError as e:
+                failed += 1
+                results.append({"name": name, "forgotten": False, "error": str(e)})
+                if not args.json:
+                    out(f"{name}: ERROR {e}")
+        stale = g.threshold.details.get("stale")
+    if args.json:
+        emit_json(results)
+    elif stale:
+        err(f"the gallery changed a lot since calibration; re-run `facedex calibrate {args.gallery}`")
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    with Gallery.open(args.gallery) as g:
+        if args.show:
+            t = g.threshold
+        elif args.set_value is not None:
+            t = g.set_threshold(args.set_value)
+        else:
+            t = g.calibrate(args.fpir)
+    if args.json:
+        emit_json(t.to_dict())
+        return EXIT_OK
+    out(describe_threshold(t, args.gallery))
+    d = t.details
+    if t.method == "calibrated" and "stranger_searches" in d:
+        out(f"  {d['stranger_searches']} stranger searches over {plural(d['people'], 'person')} "
+            f"({d['faces']} faces): measured FPIR {d['measured_fpir']:.4f}")
+        if d.get("estimated_fnir") is not None:
+            out(f"  {d['genuine_searches']} genuine searches: estimated FNIR {d['estimated_fnir']:.4f} "
+                "(share of enrolled people's faces not named correctly)")
+        if d.get("low_confidence"):
+            out(f"  warning: {d['stranger_searches_needed']} stranger searches are needed for a reliable "
+                f"estimate at FPIR {d['fpir_target']}; the threshold was kept at or above the default "
+                f"({d['threshold_from_data']:.3f} measured). Enroll more people and re-run.")
+    return EXIT_OK

@@ -1,0 +1,62 @@
+"""Paths, limits and environment variables, read in this one place.
+
+Environment variables (all optional):
+
+``FACEDEX_CACHE_DIR``
+    Where prepared model files are cached. Default: ``$XDG_CACHE_HOME/facedex``
+    or ``~/.cache/facedex``.
+``FACEDEX_MAX_PIXELS``
+    Largest image (width x height) that will be decoded. Default 100 million.
+``FACEDEX_RUNTIME``
+    Inference runtime for the built-in models: ``onnxruntime`` (default) or
+    ``opencv``.
+``FACEDEX_THREADS``
+    Threads per inference session. Default: the number of CPUs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import ConfigError
+
+#: Largest number of pixels an image may have before it is refused undecoded.
+#: 100 MP admits every consumer camera (the largest are ~60 MP) and refuses the
+#: classic decompression bombs (a 30000x30000 PNG is 900 MP).
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
+def cache_dir() -> Path:
+    """Directory for prepared (converted, verified) model files."""
+    env = os.environ.get("FACEDEX_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "facedex"
+
+
+def _int_env(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def max_pixels() -> int:
+    return _int_env("FACEDEX_MAX_PIXELS", DEFAULT_MAX_PIXELS)
+
+
+def runtime_name() -> str:
+    return os.environ.get("FACEDEX_RUNTIME", "onnxruntime").strip() or "onnxruntime"
+
+
+def threads() -> int:
+    return _int_env("FACEDEX_THREADS", os.cpu_count() or 1)

@@ -1,0 +1,1 @@
+"""Gallery storage: the SQLite store (source of truth) and the derived vector index."""

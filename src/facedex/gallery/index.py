@@ -1,0 +1,65 @@
+"""Vector search over the gallery's embeddings, derived from the store.
+
+The index is never the source of truth: it is built from
+:meth:`GalleryStore.embeddings` and rebuilt whenever the store's write
+generation moves past the one it was built from. Search follows faiss's
+contract: ``(similarities, positions)`` with ``-1`` where there is no result.
+Embeddings are unit vectors, so inner product is cosine similarity.
+
+Index descriptions are faiss factory strings; ``"Flat"`` (exact search) is the
+default and the right choice up to a few hundred thousand faces on a CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ..errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class VectorIndex:
+    """Inner-product search over ``dim``-dimensional unit vectors.
+
+    ``description`` is a faiss ``index_factory`` string (``"Flat"``,
+    ``"HNSW32"``, ``"IVF1024,Flat"``…). Positions returned by :meth:`search`
+    are the order in which vectors were added.
+    """
+
+    def __init__(self, dim: int, description: str = "Flat"):
+        import faiss
+
+        self.dim = int(dim)
+        self.description = description
+        try:
+            self._index = faiss.index_factory(self.dim, description, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as err:
+            raise ConfigError(f"invalid index description {description!r}: {err}") from None
+
+    @property
+    def ntotal(self) -> int:
+        return int(self._index.ntotal)
+
+    def add(self, vectors: np.ndarray) -> None:
+        x = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        if x.shape[0] == 0:
+            return
+        if not self._index.is_trained:
+            self._index.train(x)
+        self._index.add(x)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        if self.ntotal == 0 or k <= 0 or q.shape[0] == 0:
+            return (np.full((q.shape[0], max(k, 0)), -np.inf, np.float32),
+                    np.full((q.shape[0], max(k, 0)), -1, np.int64))
+        sims, pos = self._index.search(q, min(k, self.ntotal))
+        if k > self.ntotal:
+            pad = k - self.ntotal
+            sims = np.pad(sims, ((0, 0), (0, pad)), constant_values=-np.inf)
+            pos = np.pad(pos, ((0, 0), (0, pad)), constant_values=-1)
+        sims = np.where(pos < 0, -np.inf, sims)
+        return sims, pos

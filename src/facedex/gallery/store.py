@@ -1,0 +1,425 @@
+"""The gallery's source of truth: one SQLite file, written in transactions.
+
+Tables: ``meta`` (schema version, the embedder card, the open-set threshold,
+a write generation), ``people``, ``sources`` (one enrolled image: its path and
+content sha256) and ``faces`` (box, landmarks, detector score, embedding).
+Deleting a person cascades to their sources and faces. ``secure_delete`` is on
+and :meth:`GalleryStore.forget` vacuums, so a forgotten person's embeddings do
+not survive in free pages of the file.
+
+Every write happens in one transaction, so a process killed at any moment
+leaves only whole records (a source row always comes with its faces).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ..errors import (
+    EmbedderMismatchError,
+    GalleryError,
+    GalleryNotFoundError,
+    PersonNotFoundError,
+)
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x66646578  # "fdex": marks the SQLite file as a facedex gallery
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS people (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sources (
+    id         INTEGER PRIMARY KEY,
+    person_id  INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    path       TEXT NOT NULL,
+    sha256     TEXT NOT NULL,
+    added_at   REAL NOT NULL,
+    UNIQUE (person_id, sha256)
+);
+CREATE TABLE IF NOT EXISTS faces (
+    id         INTEGER PRIMARY KEY,
+    person_id  INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    source_id  INTEGER REFERENCES sources(id) ON DELETE CASCADE,
+    box        TEXT NOT NULL,
+    landmarks  TEXT NOT NULL,
+    det_score  REAL NOT NULL,
+    embedding  BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);
+CREATE INDEX IF NOT EXISTS faces_source ON faces(source_id);
+CREATE INDEX IF NOT EXISTS sources_sha ON sources(sha256);
+"""
+
+
+def clean_name(name: str) -> str:
+    """Validate a person's name: any Unicode, NFC-normalised, trimmed, no control
+    characters, 1..200 characters."""
+    if not isinstance(name, str):
+        raise GalleryError(f"a person's name must be text, got {type(name).__name__}")
+    cleaned = unicodedata.normalize("NFC", name).strip()
+    if not cleaned:
+        raise GalleryError("a person's name cannot be empty")
+    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in cleaned):
+        raise GalleryError(f"person name {cleaned!r} contains control characters")
+    if len(cleaned) > 200:
+        raise GalleryError(f"person name is {len(cleaned)} characters long; the limit is 200")
+    return cleaned
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    box: Sequence[float]
+    landmarks: Sequence[Sequence[float]]
+    score: float
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """One enrollment image and the face(s) taken from it."""
+
+    person: str
+    path: str
+    sha256: str
+    faces: Sequence[FaceRecord]
+
+
+@dataclass(frozen=True)
+class PersonInfo:
+    name: str
+    faces: int
+    sources: int
+    created_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "faces": self.faces, "sources": self.sources}
+
+
+@dataclass(frozen=True)
+class EmbeddingTable:
+    """All embeddings with their face ids and person labels (index into ``names``)."""
+
+    face_ids: np.ndarray  # int64 (n,)
+    labels: np.ndarray  # int64 (n,), index into names
+    names: list[str]
+    vectors: np.ndarray  # float32 (n, dim)
+
+
+class GalleryStore:
+    """Low-level access to a gallery file. Use :class:`facedex.Gallery` instead."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path):
+        self._conn = conn
+        self.path = path
+
+    # -- opening ------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, create: bool = False,
+             embedder_card: dict[str, Any] | None = None) -> "GalleryStore":
+        """Open (or, with ``create``, make) the gallery at ``path``.
+
+        A new gallery records ``embedder_card``; an existing one refuses a
+        different embedder with :class:`EmbedderMismatchError`.
+        """
+        p = Path(path).expanduser()
+        exists = p.exists()
+        if not exists and not create:
+            raise GalleryNotFoundError(
+                f"no gallery at {p}; create one with `facedex enroll {p} FOLDER`"
+            )
+        if exists and p.is_dir():
+            raise GalleryError(f"{p} is a directory; a gallery is a single file")
+        if not exists:
+            if embedder_card is None:
+                raise GalleryError(f"cannot create {p} without an embedder card")
+            if not p.parent.exists():
+                raise GalleryError(f"cannot create {p}: directory {p.parent} does not exist")
+        try:
+            conn = sqlite3.connect(str(p), timeout=30.0, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as err:
+            raise GalleryError(f"cannot open {p} ({err})") from err
+        store = cls(conn, p)
+        try:
+            store._configure()
+            if exists and p.stat().st_size > 0:
+                store._check_existing()
+            else:
+                store._initialise(embedder_card)
+        except sqlite3.DatabaseError as err:
+            conn.close()
+            raise GalleryError(f"{p} is not a facedex gallery or is damaged ({err})") from err
+        except BaseException:
+            conn.close()
+            raise
+        if embedder_card is not None:
+            store.require_embedder(embedder_card["id"])
+        return store
+
+    def _configure(self) -> None:
+        c = self._conn
+        c.execute("PRAGMA foreign_keys = ON")
+        c.execute("PRAGMA secure_delete = ON")
+        c.execute("PRAGMA journal_mode = DELETE")
+        c.execute("PRAGMA synchronous = FULL")
+
+    def _check_existing(self) -> None:
+        app_id = self._conn.execute("PRAGMA application_id").fetchone()[0]
+        if app_id != APPLICATION_ID:
+            raise GalleryError(f"{self.path} is an SQLite file but not a facedex gallery")
+        version = int(self.meta("schema_version", "0"))
+        if version > SCHEMA_VERSION:
+            raise GalleryError(
+                f"{self.path} uses gallery schema {version}; this facedex reads up to "
+                f"{SCHEMA_VERSION} — upgrade facedex"
+            )
+
+    def _initialise(self, embedder_card: dict[str, Any] | None) -> None:
+        if embedder_card is None:
+            raise GalleryError(f"{self.path} is empty and no embedder was given to create it")
+        with self.transaction() as c:
+            c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            for stmt in _SCHEMA.strip().split(";"):
+                if stmt.strip():
+                    c.execute(stmt)
+            self._set_meta(c, "schema_version", str(SCHEMA_VERSION))
+            self._set_meta(c, "embedder", json.dumps(embedder_card, sort_keys=True))
+            self._set_meta(c, "created_at", repr(time.time()))
+            self._set_meta(c, "generation", "0")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- transactions and meta ---------------------------------------------------------
+    class _Tx:
+        def __init__(self, conn: sqlite3.Connection):
+            self.conn = conn
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.conn.execute("BEGIN IMMEDIATE")
+            return self.conn
+
+        def __exit__(self, exc_type, exc, tb) -> None:
+            if exc_type is None:
+                self.conn.execute("COMMIT")
+            else:
+                self.conn.execute("ROLLBACK")
+
+    def transaction(self) -> "GalleryStore._Tx":
+        return GalleryStore._Tx(self._conn)
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    @staticmethod
+    def _set_meta(c: sqlite3.Connection, key: str, value: str) -> None:
+        c.execute(
+            "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    @staticmethod
+    def _bump(c: sqlite3.Connection) -> None:
+        c.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as c:
+            self._set_meta(c, key, value)
+
+    @property
+    def generation(self) -> int:
+        """Increases with every change to people or faces (the index's staleness stamp)."""
+        return int(self.meta("generation", "0"))
+
+    def embedder_card(self) -> dict[str, Any]:
+        return json.loads(self.meta("embedder", "{}"))
+
+    def require_embedder(self, embedder_id: str) -> None:
+        have = self.embedder_card().get("id")
+        if have != embedder_id:
+            raise EmbedderMismatchError(
+                f"{self.path} holds embeddings from {have!r}; refusing vectors from {embedder_id!r}. "
+                "Open the gallery with the embedder it was built with, or enroll into a new gallery."
+            )
+
+    # -- writing ---------------------------------------------------------------------------
+    def _person_id(self, c: sqlite3.Connection, name: str, create: bool) -> int | None:
+        row = c.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+        if row:
+            return int(row[0])
+        if not create:
+            return None
+        cur = c.execute("INSERT INTO people(name, created_at) VALUES(?, ?)", (name, time.time()))
+        return int(cur.lastrowid)
+
+    def has_source(self, person: str, sha256: str) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM sources s JOIN people p ON p.id = s.person_id WHERE p.name = ? AND s.sha256 = ?",
+            (clean_name(person), sha256),
+        ).fetchone()
+        return row is not None
+
+    def persons_with_source(self, sha256: str) -> list[str]:
+        rows = self._conn.execute(
+            "SELECT p.name FROM sources s JOIN people p ON p.id = s.person_id WHERE s.sha256 = ?",
+            (sha256,),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def add_sources(self, records: Iterable[SourceRecord], embedder_id: str) -> list[int]:
+        """Add whole records (a source and its faces) in one transaction.
+
+        Records whose (person, sha256) is already stored are skipped. Returns
+        the face ids added, in order.
+        """
+        self.require_embedder(embedder_id)
+        dim = int(self.embedder_card().get("embedding_dim") or 0)
+        added: list[int] = []
+        with self.transaction() as c:
+            for rec in records:
+                if not rec.faces:
+                    raise GalleryError(f"{rec.path}: a source record needs at least one face")
+                name = clean_name(rec.person)
+                pid = self._person_id(c, name, create=True)
+                cur = c.execute(
+                    "INSERT OR IGNORE INTO sources(person_id, path, sha256, added_at) VALUES(?, ?, ?, ?)",
+                    (pid, rec.path, rec.sha256, time.time()),
+                )
+                if cur.rowcount == 0:
+                    continue
+                sid = int(cur.lastrowid)
+                for f in rec.faces:
+                    added.append(self._insert_face(c, pid, sid, f, dim))
+            if added:
+                self._bump(c)
+        return added
+
+    def add_faces(self, person: str, faces: Iterable[FaceRecord], embedder_id: str) -> list[int]:
+        """Add faces with no source image (precomputed embeddings)."""
+        self.require_embedder(embedder_id)
+        dim = int(self.embedder_card().get("embedding_dim") or 0)
+        with self.transaction() as c:
+            pid = self._person_id(c, clean_name(person), create=True)
+            ids = [self._insert_face(c, pid, None, f, dim) for f in faces]
+            self._bump(c)
+        return ids
+
+    @staticmethod
+    def _insert_face(c: sqlite3.Connection, pid: int, sid: int | None, f: FaceRecord, dim: int) -> int:
+        vec = np.asarray(f.embedding, dtype="<f4").reshape(-1)
+        if dim and vec.size != dim:
+            raise EmbedderMismatchError(f"embedding has {vec.size} dimensions; this gallery stores {dim}")
+        if not np.all(np.isfinite(vec)):
+            raise GalleryError("refusing an embedding with NaN or infinite values")
+        cur = c.execute(
+            "INSERT INTO faces(person_id, source_id, box, landmarks, det_score, embedding) VALUES(?, ?, ?, ?, ?, ?)",
+            (
+                pid,
+                sid,
+                json.dumps([round(float(v), 3) for v in f.box]),
+                json.dumps([[round(float(x), 3), round(float(y), 3)] for x, y in f.landmarks]),
+                float(f.score),
+                vec.tobytes(),
+            ),
+        )
+        return int(cur.lastrowid)
+
+    def forget(self, person: str) -> dict[str, int]:
+        """Erase a person: their row, sources and faces, then VACUUM the file so
+        no page keeps their embeddings. Returns counts of what was removed."""
+        name = clean_name(person)
+        with self.transaction() as c:
+            pid = self._person_id(c, name, create=False)
+            if pid is None:
+                raise PersonNotFoundError(f"{name!r} is not enrolled in {self.path}")
+            n_faces = c.execute("SELECT COUNT(*) FROM faces WHERE person_id = ?", (pid,)).fetchone()[0]
+            n_src = c.execute("SELECT COUNT(*) FROM sources WHERE person_id = ?", (pid,)).fetchone()[0]
+            c.execute("DELETE FROM people WHERE id = ?", (pid,))
+            self._bump(c)
+        self._conn.execute("VACUUM")
+        return {"faces": int(n_faces), "sources": int(n_src)}
+
+    # -- reading -----------------------------------------------------------------------------
+    def people(self) -> list[PersonInfo]:
+        rows = self._conn.execute(
+            """SELECT p.name, p.created_at,
+                      (SELECT COUNT(*) FROM faces f WHERE f.person_id = p.id),
+                      (SELECT COUNT(*) FROM sources s WHERE s.person_id = p.id)
+               FROM people p ORDER BY p.name"""
+        ).fetchall()
+        return [PersonInfo(name=r[0], created_at=r[1], faces=r[2], sources=r[3]) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        q = self._conn.execute
+        return {
+            "people": q("SELECT COUNT(*) FROM people").fetchone()[0],
+            "sources": q("SELECT COUNT(*) FROM sources").fetchone()[0],
+            "faces": q("SELECT COUNT(*) FROM faces").fetchone()[0],
+        }
+
+    def embeddings(self) -> EmbeddingTable:
+        """Every face's embedding with its person label, ordered by face id."""
+        dim = int(self.embedder_card().get("embedding_dim") or 0)
+        names_rows = self._conn.execute("SELECT id, name FROM people ORDER BY id").fetchall()
+        pos = {pid: i for i, (pid, _) in enumerate(names_rows)}
+        names = [n for _, n in names_rows]
+        rows = self._conn.execute("SELECT id, person_id, embedding FROM faces ORDER BY id").fetchall()
+        n = len(rows)
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
+        labels = np.fromiter((pos[r[1]] for r in rows), dtype=np.int64, count=n)
+        blob = b"".join(r[2] for r in rows)
+        if dim and len(blob) != n * dim * 4:
+            raise GalleryError(f"{self.path}: stored embeddings do not have {dim} dimensions; the file is damaged")
+        vectors = np.frombuffer(blob, dtype="<f4").reshape(n, dim if dim else -1).astype(np.float32) if n else np.zeros((0, dim), np.float32)
+        return EmbeddingTable(face_ids=ids, labels=labels, names=names, vectors=vectors)
+
+    def faces_of(self, person: str) -> list[dict[str, Any]]:
+        name = clean_name(person)
+        rows = self._conn.execute(
+            """SELECT f.id, s.path, s.sha256, f.box, f.landmarks, f.det_score FROM faces f
+               JOIN people p ON p.id = f.person_id LEFT JOIN sources s ON s.id = f.source_id
+               WHERE p.name = ? ORDER BY f.id""",
+            (name,),
+        ).fetchall()
+        if not rows and self._person_id(self._conn, name, create=False) is None:
+            raise PersonNotFoundError(f"{name!r} is not enrolled in {self.path}")
+        return [
+            {"face_id": r[0], "path": r[1], "sha256": r[2], "box": json.loads(r[3]),
+             "landmarks": json.loads(r[4]), "detection_score": r[5]}
+            for r in rows
+        ]
+
+    def integrity_check(self) -> list[str]:
+        """SQLite's integrity check plus facedex's own invariants; empty when sound."""
+        problems = [r[0] for r in self._conn.execute("PRAGMA integrity_check").fetchall() if r[0] != "ok"]
+        problems += [f"foreign key violation in {r[0]}" for r in self._conn.execute("PRAGMA foreign_key_check").fetchall()]
+        orphan = self._conn.execute(
+            "SELECT COUNT(*) FROM sources s WHERE NOT EXISTS (SELECT 1 FROM faces f WHERE f.source_id = s.id)"
+        ).fetchone()[0]
+        if orphan:
+            problems.append(f"{orphan} source(s) without faces")
+        empty = self._conn.execute(
+            "SELECT COUNT(*) FROM people p WHERE NOT EXISTS (SELECT 1 FROM faces f WHERE f.person_id = p.id)"
+        ).fetchone()[0]
+        if empty:
+            problems.append(f"{empty} person(s) without faces")
+        return problems

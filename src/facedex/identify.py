@@ -1,0 +1,245 @@
+"""Open-set identification: neighbours → per-person evidence → threshold → a name or unknown.
+
+:class:`Identifier` is an estimator in the scikit-learn manner: the
+constructor stores parameters, :meth:`Identifier.fit` builds the vector index,
+learned state is visible (``classes_``, ``index_``). Like scikit-learn's
+``RadiusNeighborsClassifier`` it does not invent a label when nothing is near
+enough: below the threshold the answer is ``None`` (unknown).
+
+The evidence for a person is the highest cosine similarity between the probe
+and any of that person's faces among the ``k`` nearest neighbours.
+
+The calibration functions here are the same ones the evaluation commands use,
+so a calibrated threshold and a measured FPIR agree by construction. The rates
+follow NIST FRVT 1:N: FPIR is the share of searches by people *not* in the
+gallery that return any name; FNIR the share of searches by enrolled people
+that do not return their own name.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import CalibrationError, ConfigError
+from .gallery.index import VectorIndex
+from .types import Candidate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Decision:
+    name: str | None
+    similarity: float
+    candidates: tuple[Candidate, ...]
+
+
+class Identifier:
+    """k-nearest-neighbour identification with an open-set threshold.
+
+    Parameters: ``k`` neighbours searched per probe; ``max_candidates`` people
+    listed per answer; ``index`` a faiss factory string (see
+    :class:`facedex.gallery.index.VectorIndex`).
+    """
+
+    def __init__(self, *, k: int = 64, max_candidates: int = 5, index: str = "Flat"):
+        if k < 1:
+            raise ConfigError(f"k must be at least 1, got {k}")
+        if max_candidates < 1:
+            raise ConfigError(f"max_candidates must be at least 1, got {max_candidates}")
+        self.k = k
+        self.max_candidates = max_candidates
+        self.index = index
+
+    def fit(self, vectors: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> "Identifier":
+        vectors = np.asarray(vectors, dtype=np.float32)
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        if vectors.ndim != 2 or vectors.shape[0] != labels.shape[0]:
+            raise ConfigError(f"vectors {vectors.shape} and labels {labels.shape} do not match")
+        self.classes_ = list(names)
+        self.labels_ = labels
+        self.dim_ = vectors.shape[1]
+        self.index_ = VectorIndex(self.dim_, self.index)
+        self.index_.add(vectors)
+        return self
+
+    def candidates(self, queries: np.ndarray) -> list[list[Candidate]]:
+        """Per probe: people among the ``k`` nearest faces, best similarity first."""
+        q = np.asarray(queries, dtype=np.float32).reshape(-1, getattr(self, "dim_", queries.shape[-1]))
+        if not hasattr(self, "index_") or self.index_.ntotal == 0:
+            return [[] for _ in range(q.shape[0])]
+        sims, pos = self.index_.search(q, self.k)
+        out = []
+        for srow, prow in zip(sims, pos):
+            best: dict[int, float] = {}
+            for s, p in zip(srow, prow):
+                if p < 0:
+                    break
+                lab = int(self.labels_[p])
+                if lab not in best:  # neighbours come sorted: the first is the best
+                    best[lab] = float(s)
+            ranked = sorted(best.items(), key=lambda kv: -kv[1])[: self.max_candidates]
+            out.append([Candidate(self.classes_[lab], sim) for lab, sim in ranked])
+        return out
+
+    def decide(self, queries: np.ndarray, threshold: float) -> list[Decision]:
+        """A name when the best person's similarity reaches ``threshold``, else unknown."""
+        decisions = []
+        for cands in self.candidates(queries):
+            if not cands:
+                decisions.append(Decision(None, 0.0, ()))
+                continue
+            top = cands[0]
+            name = top.name if top.similarity >= threshold else None
+            decisions.append(Decision(name, top.similarity, tuple(cands)))
+        return decisions
+
+
+# --- scores and rates shared with evaluation -------------------------------------------
+
+
+def best_match_scores(
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    query_rows: np.ndarray,
+    *,
+    exclude: str,
+    chunk: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each query row: the best similarity to the rest of the set, and its label.
+
+    ``exclude="person"`` leaves out every face of the query's own person (the
+    query acts as a stranger to a gallery without them); ``exclude="self"``
+    leaves out only the query face itself (a genuine search).
+    Returns ``(best_similarity, best_label)``; ``-inf`` / ``-1`` when nothing remains.
+    """
+    if exclude not in ("person", "self"):
+        raise ConfigError(f"exclude must be 'person' or 'self', got {exclude!r}")
+    vectors = np.asarray(vectors, dtype=np.float32)
+    labels = np.asarray(labels, dtype=np.int64)
+    query_rows = np.asarray(query_rows, dtype=np.int64)
+    best = np.full(len(query_rows), -np.inf, dtype=np.float32)
+    best_lab = np.full(len(query_rows), -1, dtype=np.int64)
+    for start in range(0, len(query_rows), chunk):
+        rows = query_rows[start : start + chunk]
+        sims = vectors[rows] @ vectors.T  # (c, n)
+        if exclude == "person":
+            sims[labels[rows][:, None] == labels[None, :]] = -np.inf
+        else:
+            sims[np.arange(len(rows)), rows] = -np.inf
+        arg = np.argmax(sims, axis=1)
+        val = sims[np.arange(len(rows)), arg]
+        best[start : start + len(rows)] = val
+        best_lab[start : start + len(rows)] = np.where(np.isfinite(val), labels[arg], -1)
+    return best, best_lab
+
+
+def threshold_at_fpir(stranger_scores: np.ndarray, fpir: float) -> float:
+    """The smallest threshold at which at most ``fpir`` of the stranger searches
+    would return a name (a search returns a name when its best score >= threshold)."""
+    s = np.sort(np.asarray(stranger_scores, dtype=np.float64)[np.isfinite(stranger_scores)])[::-1]
+    if s.size == 0:
+        raise CalibrationError("no stranger searches to set a threshold from")
+    if not 0.0 <= fpir < 1.0:
+        raise ConfigError(f"FPIR must be in [0, 1), got {fpir}")
+    allowed = int(math.floor(fpir * s.size + 1e-9))
+    if allowed >= s.size:
+        return float(s[-1])
+    return float(np.nextafter(s[allowed], np.inf))
+
+
+def fpir_at(stranger_scores: np.ndarray, threshold: float) -> float:
+    s = np.asarray(stranger_scores, dtype=np.float64)
+    return float(np.mean(s >= threshold)) if s.size else float("nan")
+
+
+def fnir_at(genuine_scores: np.ndarray, genuine_correct: np.ndarray, threshold: float) -> float:
+    s = np.asarray(genuine_scores, dtype=np.float64)
+    ok = np.asarray(genuine_correct, dtype=bool)
+    return float(np.mean(~(ok & (s >= threshold)))) if s.size else float("nan")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    threshold: float
+    fpir_target: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _sample_rows(labels: np.ndarray, per_person: int, max_rows: int, rng: np.random.Generator) -> np.ndarray:
+    rows = []
+    for lab in np.unique(labels):
+        idx = np.nonzero(labels == lab)[0]
+        if idx.size > per_person:
+            idx = np.sort(rng.choice(idx, per_person, replace=False))
+        rows.append(idx)
+    all_rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    if all_rows.size > max_rows:
+        all_rows = np.sort(rng.choice(all_rows, max_rows, replace=False))
+    return all_rows
+
+
+def calibrate(
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    fpir: float = 0.01,
+    *,
+    fallback: float | None = None,
+    queries_per_person: int = 10,
+    max_queries: int = 20000,
+    seed: int = 0,
+) -> Calibration:
+    """Set the open-set threshold from the gallery itself.
+
+    Each sampled face is searched against the gallery without its own person
+    (a stranger search); the threshold lets through at most ``fpir`` of those.
+    The same faces searched against the gallery without themselves estimate
+    the FNIR at that threshold. With fewer stranger searches than ``1/fpir``
+    the estimate is unreliable: the result is flagged ``low_confidence`` and
+    never set below ``fallback`` (the embedder's default).
+    """
+    if not 0.0 < fpir < 1.0:
+        raise ConfigError(f"FPIR must be between 0 and 1 (exclusive), got {fpir}")
+    labels = np.asarray(labels, dtype=np.int64)
+    people = np.unique(labels)
+    if people.size < 2:
+        raise CalibrationError(
+            f"calibration needs at least 2 enrolled people (it searches each person against "
+            f"the others); this gallery has {people.size}"
+        )
+    rng = np.random.default_rng(seed)
+    rows = _sample_rows(labels, queries_per_person, max_queries, rng)
+    stranger, _ = best_match_scores(vectors, labels, rows, exclude="person")
+    thr = threshold_at_fpir(stranger, fpir)
+    needed = int(math.ceil(1.0 / fpir))
+    low_conf = stranger.size < needed
+    calibrated = thr
+    if low_conf and fallback is not None and thr < fallback:
+        thr = float(fallback)
+    counts = np.bincount(labels)
+    gen_rows = rows[counts[labels[rows]] >= 2]
+    gen_sim, gen_lab = best_match_scores(vectors, labels, gen_rows, exclude="self")
+    correct = gen_lab == labels[gen_rows]
+    details = {
+        "fpir_target": fpir,
+        "stranger_searches": int(stranger.size),
+        "stranger_searches_needed": needed,
+        "low_confidence": bool(low_conf),
+        "threshold_from_data": round(calibrated, 6),
+        "measured_fpir": round(fpir_at(stranger, thr), 6),
+        "genuine_searches": int(gen_rows.size),
+        "estimated_fnir": round(fnir_at(gen_sim, correct, thr), 6) if gen_rows.size else None,
+        "people": int(people.size),
+        "faces": int(labels.size),
+    }
+    if low_conf:
+        log.warning(
+            "only %d stranger searches (need %d for FPIR %.3g); threshold %.4f is a rough estimate",
+            stranger.size, needed, fpir, thr,
+        )
+    return Calibration(threshold=float(thr), fpir_target=fpir, details=details)

@@ -1,0 +1,94 @@
+"""Shared fixtures: real LFW images from ../shared/data, an isolated model cache,
+and small real galleries built once per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LFW = Path(os.environ.get("FACEDEX_LFW", REPO.parent / "shared" / "data" / "lfw"))
+PAIRS = Path(os.environ.get("FACEDEX_LFW_PAIRS", LFW.parent / "pairs.txt"))
+
+# People with many LFW images (enrolled in test galleries) and people with one
+# image (strangers: never enrolled anywhere in the tests).
+KNOWN = ["Colin_Powell", "Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder",
+         "Ariel_Sharon", "Hugo_Chavez", "Junichiro_Koizumi", "Jean_Chretien"]
+
+
+def pytest_configure(config):
+    # Prepared models go to one cache per test session unless the caller chose one
+    # (CI sets it to reuse the cache built by the set-up step).
+    if "FACEDEX_CACHE_DIR" not in os.environ:
+        os.environ["FACEDEX_CACHE_DIR"] = tempfile.mkdtemp(prefix="facedex-test-cache-")
+    if not LFW.is_dir():
+        raise pytest.UsageError(
+            f"LFW images not found at {LFW}; the tests run on real faces. "
+            "Set FACEDEX_LFW to the lfw/ folder of ../shared/data."
+        )
+
+
+def lfw_image(person: str, n: int) -> Path:
+    return LFW / person / f"{person}_{n:04d}.jpg"
+
+
+def lfw_images(person: str) -> list[Path]:
+    return sorted((LFW / person).glob("*.jpg"))
+
+
+def strangers(count: int, skip: int = 0) -> list[Path]:
+    """Single-image LFW people, deterministic, never used as known people."""
+    out = []
+    for d in sorted(LFW.iterdir()):
+        files = list(d.glob("*.jpg"))
+        if len(files) == 1 and d.name not in KNOWN:
+            out.append(files[0])
+    return out[skip : skip + count]
+
+
+def make_people(root: Path, people: dict[str, list[Path]]) -> Path:
+    """Copy images into root/<Name>/ and return root."""
+    for name, files in people.items():
+        d = root / name
+        d.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copy(f, d / f.name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def lfw() -> Path:
+    return LFW
+
+
+@pytest.fixture(scope="session")
+def enrolled_split():
+    """First 6 images of each KNOWN person are enrolled; images 7..9 are held out."""
+    enrolled = {p: lfw_images(p)[:6] for p in KNOWN}
+    held_out = {p: lfw_images(p)[6:9] for p in KNOWN}
+    return enrolled, held_out
+
+
+@pytest.fixture(scope="session")
+def base_gallery(tmp_path_factory, enrolled_split):
+    """A real gallery of 8 people x 6 images, built once; copy it before writing."""
+    import facedex
+
+    enrolled, _ = enrolled_split
+    root = make_people(tmp_path_factory.mktemp("people"), enrolled)
+    path = tmp_path_factory.mktemp("galleries") / "base.gallery"
+    with facedex.Gallery.open(path, create=True) as g:
+        report = g.enroll(root, multiple="largest")
+        assert report.failed == 0, [i.reason for i in report.items if i.status == "failed"]
+    return path
+
+
+@pytest.fixture
+def gallery_copy(base_gallery, tmp_path):
+    dst = tmp_path / "copy.gallery"
+    shutil.copy(base_gallery, dst)
+    return dst

@@ -1,0 +1,71 @@
+"""Embeddings of real LFW faces: unit length, same person closer than different people."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facedex.errors import ConfigError
+from facedex.faces.detect import central_face
+from facedex.media import load_image
+from facedex.pipeline import FacePipeline
+
+from .conftest import PAIRS, LFW
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return FacePipeline()
+
+
+def _embed_central(pipeline, path):
+    rgb = load_image(path)
+    face = central_face(pipeline.detector.detect(rgb), rgb.shape[1], rgb.shape[0])
+    assert face is not None, path
+    return pipeline.embed_faces(rgb, [face])[0]
+
+
+def _pairs(fold: int = 0):
+    lines = PAIRS.read_text().split("\n")[1:]
+    same, diff = [], []
+    for line in lines[fold * 600 : fold * 600 + 600]:
+        t = line.split()
+        if len(t) == 3:
+            same.append((LFW / t[0] / f"{t[0]}_{int(t[1]):04d}.jpg", LFW / t[0] / f"{t[0]}_{int(t[2]):04d}.jpg"))
+        elif len(t) == 4:
+            diff.append((LFW / t[0] / f"{t[0]}_{int(t[1]):04d}.jpg", LFW / t[2] / f"{t[2]}_{int(t[3]):04d}.jpg"))
+    return same, diff
+
+
+def test_same_person_is_more_similar_than_different_people(pipeline):
+    same, diff = _pairs()
+    same, diff = same[::10], diff[::10]  # 30 + 30 pairs of the first fold
+    s_same = np.array([_embed_central(pipeline, a) @ _embed_central(pipeline, b) for a, b in same])
+    s_diff = np.array([_embed_central(pipeline, a) @ _embed_central(pipeline, b) for a, b in diff])
+    assert s_same.mean() - s_diff.mean() > 0.35
+    # SFace's 1 %-FAR threshold on single pairs is ~0.29; nearly every pair falls on its side
+    accuracy = ((s_same >= 0.29).sum() + (s_diff < 0.29).sum()) / (len(s_same) + len(s_diff))
+    assert accuracy >= 0.95
+
+
+def test_embeddings_are_unit_length_and_deterministic(pipeline):
+    path = LFW / "Tony_Blair" / "Tony_Blair_0001.jpg"
+    a = _embed_central(pipeline, path)
+    b = _embed_central(pipeline, path)
+    assert a.shape == (128,) and a.dtype == np.float32
+    assert abs(np.linalg.norm(a) - 1) < 1e-5
+    assert np.array_equal(a, b)
+
+
+def test_embedding_a_batch_equals_embedding_one_by_one(pipeline):
+    rgb = load_image(LFW / "Colin_Powell" / "Colin_Powell_0010.jpg")  # several faces
+    faces = pipeline.detector.detect(rgb)
+    assert len(faces) >= 2
+    together = pipeline.embed_faces(rgb, faces)
+    alone = np.stack([pipeline.embed_faces(rgb, [f])[0] for f in faces])
+    assert np.allclose(together, alone, atol=1e-5)
+
+
+def test_crops_of_the_wrong_size_are_refused(pipeline):
+    with pytest.raises(ConfigError, match="112x112x3"):
+        pipeline.embedder.embed_crops([np.zeros((100, 100, 3), np.uint8)])
