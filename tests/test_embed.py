@@ -10,7 +10,7 @@ from facedex.faces.detect import central_face
 from facedex.media import load_image
 from facedex.pipeline import FacePipeline
 
-from .conftest import PAIRS, LFW
+from .conftest import LFW, PAIRS
 
 
 @pytest.fixture(scope="module")

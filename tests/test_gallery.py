@@ -50,7 +50,7 @@ def test_held_out_images_are_identified(base_gallery, enrolled_split):
     wrong = [(p, r.name) for p, r in results if r.name not in (p, None)]
     assert correct >= 0.9 * len(results), results
     assert not wrong, f"named the wrong person: {wrong}"
-    for p, r in results:
+    for _, r in results:
         assert r.candidates[0].similarity == r.similarity
         assert list(r.candidates) == sorted(r.candidates, key=lambda c: -c.similarity)
 

@@ -42,7 +42,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from .faces.detect import DetectorConfig
     from .media import load_image
     from .pipeline import FacePipeline
-    from .types import Candidate, EnrollReport, Face, Identification, ImageResult, Threshold
+    from .types import (
+        Candidate,
+        EnrollReport,
+        Face,
+        Identification,
+        ImageResult,
+        Threshold,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -23,13 +23,39 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from . import models
-from .errors import ConfigError, FacedexError, MediaNotFoundError, MultipleFacesError, NoFaceError
+from .errors import (
+    ConfigError,
+    FacedexError,
+    MultipleFacesError,
+    NoFaceError,
+)
 from .faces.detect import DetectorConfig, YuNetDetector
-from .gallery.store import FaceRecord, GalleryStore, PersonInfo, SourceRecord, clean_name
-from .identify import Identifier, calibrate as calibrate_scores
-from .media import IMAGE_SUFFIXES, ImageInput, decode_image, item_name, load_image, read_file
+from .gallery.store import (
+    FaceRecord,
+    GalleryStore,
+    PersonInfo,
+    SourceRecord,
+    clean_name,
+)
+from .identify import Identifier
+from .identify import calibrate as calibrate_scores
+from .media import (
+    IMAGE_SUFFIXES,
+    ImageInput,
+    decode_image,
+    item_name,
+    load_image,
+    read_file,
+)
 from .pipeline import FacePipeline, chunked
-from .types import EnrollItem, EnrollReport, Face, Identification, ImageResult, Threshold
+from .types import (
+    EnrollItem,
+    EnrollReport,
+    Face,
+    Identification,
+    ImageResult,
+    Threshold,
+)
 
 log = logging.getLogger(__name__)
 

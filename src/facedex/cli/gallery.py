@@ -8,15 +8,64 @@ from pathlib import Path
 
 from ..api import Gallery, list_images
 from ..errors import FacedexError
-from ..faces.detect import DetectorConfig
 from ..types import EnrollItem, ImageResult, Threshold
+from .common import add_detector_options, detector_config
 from .output import emit_json, err, out, plural, progress, summarize_reasons, table
 
 EXIT_OK, EXIT_PARTIAL = 0, 1
+ORDER = 10
 
 
-def detector_config(args: argparse.Namespace) -> DetectorConfig:
-    return DetectorConfig(score_threshold=args.det_score, min_face=args.min_face, max_side=args.max_side)
+def register(sub) -> None:
+    p = sub.add_parser("enroll", help="add people's faces to a gallery (creates it if needed)",
+                       description="Add faces to GALLERY from SOURCE folders laid out as SOURCE/<Name>/*.jpg, "
+                                   "or, with --person, from images or folders of one person. "
+                                   "Re-running adds only new images.")
+    p.add_argument("gallery", help="gallery file (created if missing)")
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="folder of person folders (or images with --person)")
+    p.add_argument("--person", metavar="NAME", help="enroll every SOURCE as this one person")
+    p.add_argument("--multiple", choices=["reject", "largest"], default="reject",
+                   help="an image with several faces: reject it (default) or take the largest face")
+    p.add_argument("--embedder", metavar="NAME|PATH",
+                   help="embedder for a new gallery (default sface-2021dec); must match an existing one")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_detector_options(p)
+    p.set_defaults(func=cmd_enroll)
+
+    p = sub.add_parser("identify", help="who is in these images?",
+                       description="Identify every face in each INPUT against GALLERY. A face is named only when "
+                                   "its similarity reaches the gallery's threshold; otherwise it is unknown.")
+    p.add_argument("gallery")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    p.add_argument("--threshold", type=float, metavar="T",
+                   help="override the gallery's similarity threshold for this run")
+    p.add_argument("--annotate", metavar="DIR", help="write a copy of each image with boxes and names into DIR")
+    p.add_argument("--json", action="store_true", help="print one JSON array, one object per input")
+    add_detector_options(p)
+    p.set_defaults(func=cmd_identify)
+
+    p = sub.add_parser("people", help="who is enrolled, and how many faces each")
+    p.add_argument("gallery")
+    p.add_argument("person", nargs="?", help="list this person's enrolled faces and their sources")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_people)
+
+    p = sub.add_parser("forget", help="erase people completely from a gallery")
+    p.add_argument("gallery")
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_forget)
+
+    p = sub.add_parser("calibrate", help="set the unknown-threshold from the gallery itself",
+                       description="Search each enrolled person against the rest of the gallery and set the "
+                                   "threshold so that at most FPIR of such stranger searches return a name. "
+                                   "Re-run it when the gallery has grown.")
+    p.add_argument("gallery")
+    p.add_argument("--fpir", type=float, default=0.01, help="target false-positive identification rate (default 0.01)")
+    p.add_argument("--set", type=float, metavar="T", dest="set_value", help="set the threshold by hand instead")
+    p.add_argument("--show", action="store_true", help="only show the threshold in force")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_calibrate)
 
 
 def describe_threshold(t: Threshold, gallery: str) -> str:

@@ -8,10 +8,26 @@ from .. import models
 from ..errors import FacedexError
 from ..faces.detect import YuNetDetector
 from ..media import load_image
-from .gallery import Annotator, detector_config, expand_inputs
+from .common import add_detector_options, detector_config
+from .gallery import Annotator, expand_inputs
 from .output import emit_json, out, plural, progress, table
 
 EXIT_OK, EXIT_PARTIAL = 0, 1
+ORDER = 90
+
+
+def register(sub) -> None:
+    p = sub.add_parser("detect", help="find faces: boxes, landmarks, scores")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--annotate", metavar="DIR", help="write a copy of each image with the faces drawn into DIR")
+    p.add_argument("--json", action="store_true")
+    add_detector_options(p)
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("models", help="list the model cards; --prepare converts and verifies them once")
+    p.add_argument("--prepare", action="store_true", help="build and verify the prepared model files now")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
 
 
 def cmd_detect(args: argparse.Namespace) -> int:

@@ -1,0 +1,1 @@
+"""Evaluation protocols: LFW verification, 1:N identification, speed."""
