@@ -13,12 +13,17 @@ default and the right choice up to a few hundred thousand faces on a CPU.
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+#: Query batches smaller than this are searched on one thread.
+SMALL_BATCH = 16
+_SEARCH_LOCK = threading.Lock()
 
 
 class VectorIndex:
@@ -51,12 +56,27 @@ class VectorIndex:
             self._index.train(x)
         self._index.add(x)
 
+    def _search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        if q.shape[0] >= SMALL_BATCH:
+            return self._index.search(q, k)
+        # A few queries (the faces of one photo) run faster on one thread: OpenMP
+        # start-up costs more than it saves, and far more when the other cores are busy.
+        with _SEARCH_LOCK:
+            before = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(1)
+            try:
+                return self._index.search(q, k)
+            finally:
+                faiss.omp_set_num_threads(before)
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         if self.ntotal == 0 or k <= 0 or q.shape[0] == 0:
             return (np.full((q.shape[0], max(k, 0)), -np.inf, np.float32),
                     np.full((q.shape[0], max(k, 0)), -1, np.int64))
-        sims, pos = self._index.search(q, min(k, self.ntotal))
+        sims, pos = self._search(q, min(k, self.ntotal))
         if k > self.ntotal:
             pad = k - self.ntotal
             sims = np.pad(sims, ((0, 0), (0, pad)), constant_values=-np.inf)
