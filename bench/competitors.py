@@ -32,7 +32,9 @@ class FaceRecognitionStack:
 
     def all_faces(self, image: np.ndarray) -> np.ndarray:
         locs = self.fr.face_locations(image, number_of_times_to_upsample=self.upsample, model=self.model)
-        return np.asarray(self.fr.face_encodings(image, locs), dtype=np.float32).reshape(len(locs), -1)
+        if not locs:
+            return np.zeros((0, 128), np.float32)
+        return np.asarray(self.fr.face_encodings(image, locs), dtype=np.float32)
 
     def central_face(self, image: np.ndarray) -> tuple[np.ndarray, bool]:
         """The face nearest the centre; a centre box when none is found (LFW fallback)."""

@@ -141,6 +141,20 @@ register(
         license="Apache-2.0 (OpenCV Zoo)",
         reference="Zhong et al., SFace: Sigmoid-Constrained Hypersphere Loss, TIP 2021",
         prepare="float32",
+        extra={
+            # Cosine-similarity statistics for `facedex clean`, measured by
+            # bench/embedder_stats.py on LFW (158 people with >= 10 images):
+            # a genuine face vs its person's leave-one-out consensus, another
+            # person's face vs that consensus, and pairs of faces.
+            "clean": {
+                "genuine_to_consensus_q005": 0.5071,
+                "impostor_to_consensus_q999": 0.4155,
+                "same_pair_q01": 0.3648,
+                "diff_pair_q999": 0.3875,
+                "outlier_threshold": 0.461,
+                "pair_threshold": 0.376,
+            },
+        },
     )
 )
 
@@ -524,6 +538,9 @@ def _ort_runner(path: Path, outputs: list[str] | None) -> Runner:
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.intra_op_num_threads = config.threads()
+    # Idle worker threads spin by default, stealing the CPU that decoding and
+    # alignment need between calls: one image at a time ran 2x slower with it.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
