@@ -113,7 +113,7 @@ def test_detect_json(tmp_path):
     res = json.loads(r.stdout)
     assert len(res[0]["faces"]) == 3 and res[1]["error"]
     r = facedex("models", "--json", check_rc=0)
-    assert {m["name"] for m in json.loads(r.stdout)} == {"yunet-2023mar", "sface-2021dec"}
+    assert {m["name"] for m in json.loads(r.stdout)} == {"yunet-2023mar", "sface-2021dec", "dlib-resnet-v1"}
 
 
 def test_sigkill_during_enroll_leaves_a_consistent_gallery_that_completes(tmp_path):

@@ -1,0 +1,122 @@
+"""Files in DST: complete or absent, never half-written.
+
+Downloaded bytes are first written to ``DST/.facedex-collect/tmp/`` and
+flushed to disk (``fsync``); only then are they renamed into a person
+folder. A rename within one file system is atomic, so a person folder only
+ever holds complete images, whatever moment the process is killed at. An
+image that several people share is hard-linked into each of their folders
+(copied, through a temporary file, where the file system has no hard
+links).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator, TextIO
+
+#: Folder (inside DST) for the state database, the lock and temporary files.
+STATE_DIR = ".facedex-collect"
+
+_EXT = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WebP": "webp", "BMP": "bmp", "TIFF": "tif"}
+
+
+def extension(fmt: str) -> str:
+    """File extension for an image format named by :func:`facedex.media.image_signature`."""
+    return _EXT.get(fmt, "img")
+
+
+def file_name(sha256: str, fmt: str) -> str:
+    """``<first 16 hex digits of the sha256>.<ext>``: stable, unique, and safe."""
+    return f"{sha256[:16]}.{extension(fmt)}"
+
+
+def _fsync_dir(path: Path) -> None:
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_temp(tmp_dir: Path, data: bytes, prefix: str) -> Path:
+    """Write ``data`` to a new file in ``tmp_dir`` and flush it to disk."""
+    fd, name = tempfile.mkstemp(prefix=prefix + ".", suffix=".part", dir=tmp_dir)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        try:
+            os.unlink(name)
+        except FileNotFoundError:
+            pass
+        raise
+    return Path(name)
+
+
+def sync_dir(path: Path) -> None:
+    """Flush a folder's entries (new names) to disk; a no-op where unsupported."""
+    _fsync_dir(path)
+
+
+def move_into_place(tmp: Path, final: Path) -> None:
+    """Rename a complete temporary file to its final name (atomic; the folder must exist).
+
+    The folder itself is not flushed here (see :func:`sync_dir`): a kill
+    cannot undo a rename, only a power cut can, and the state database is
+    not flushed per item either."""
+    os.replace(tmp, final)
+
+
+def link_into_place(existing: Path, final: Path, tmp_dir: Path) -> None:
+    """Give ``existing`` a second name ``final``: a hard link, else a copy (both atomic)."""
+    fd, name = tempfile.mkstemp(prefix="link.", suffix=".part", dir=tmp_dir)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        tmp.unlink()
+        try:
+            os.link(existing, tmp)
+        except OSError:
+            with open(existing, "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+                dst.flush()
+                os.fsync(dst.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        raise
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[TextIO]:
+    """A text file written under a temporary name and renamed over ``path`` when
+    the block ends without error (manifest, sources)."""
+    fd, name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(name, path)
+    except BaseException:
+        try:
+            os.unlink(name)
+        except FileNotFoundError:
+            pass
+        raise

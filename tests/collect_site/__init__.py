@@ -1,0 +1,1 @@
+"""The local test website for the collect tests (and the collect benchmark)."""
