@@ -44,6 +44,7 @@ from .media import (
     ImageInput,
     decode_image,
     item_name,
+    list_images,
     load_image,
     read_file,
 )
@@ -61,17 +62,6 @@ log = logging.getLogger(__name__)
 
 #: How enrollment treats an image with several faces.
 MULTIPLE_POLICIES = ("reject", "largest")
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursive, sorted, hidden entries skipped)."""
-    out = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                out.append(Path(root) / name)
-    return out
 
 
 @dataclass

@@ -55,6 +55,18 @@ _SIGNATURES: list[tuple[bytes, int, str]] = [
 ]
 
 
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files under ``folder`` by extension (recursive, sorted, hidden entries skipped).
+    Their content is checked when they are decoded."""
+    out = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                out.append(Path(root) / name)
+    return out
+
+
 def image_signature(head: bytes) -> str | None:
     """The image format named by the leading bytes, whatever the file is called."""
     if head.startswith(b"\xff\xd8\xff"):
