@@ -37,7 +37,7 @@ from .gallery.store import (
     SourceRecord,
     clean_name,
 )
-from .identify import Identifier
+from .identify import Decision, Identifier
 from .identify import calibrate as calibrate_scores
 from .media import (
     IMAGE_SUFFIXES,
@@ -380,12 +380,19 @@ class Gallery:
             self._identifier_gen = gen
         return self._identifier
 
+    def decide(self, embeddings: np.ndarray, *, threshold: float | None = None) -> list[Decision]:
+        """Decisions for embeddings of this gallery's embedder (for callers that
+        aggregate faces themselves, such as video tracks)."""
+        thr = self.threshold.value if threshold is None else float(threshold)
+        emb = np.asarray(embeddings, dtype=np.float32).reshape(-1, self.embedder_card.embedding_dim or -1)
+        return self._fitted_identifier().decide(emb, thr) if len(emb) else []
+
     def identify_faces(self, image: np.ndarray, faces: Sequence[Face], *,
                        threshold: float | None = None) -> list[Identification]:
         """Identify already-detected faces of a decoded RGB image."""
         thr = self.threshold.value if threshold is None else float(threshold)
         emb = self.pipeline.embed_faces(image, faces)
-        decisions = self._fitted_identifier().decide(emb, thr) if len(faces) else []
+        decisions = self.decide(emb, threshold=thr)
         return [Identification(f, d.name, d.similarity, d.candidates, thr) for f, d in zip(faces, decisions)]
 
     def identify(self, image: ImageInput, *, threshold: float | None = None) -> list[Identification]:
