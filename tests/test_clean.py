@@ -233,7 +233,7 @@ def test_interrupted_by_a_full_disk_then_resumed(noisy, tmp_path, monkeypatch):
     with pytest.raises(CleanError, match="No space left on device"):
         clean(src, dst)
     assert not (dst / "manifest.jsonl").exists()
-    assert not list(dst.rglob(".tmp-*"))
+    assert not list(dst.rglob("*.tmp"))
     monkeypatch.setattr(clean_mod, "atomic_write", real)
     report = clean(src, dst)
     manifest = [json.loads(x) for x in (dst / "manifest.jsonl").read_text().splitlines()]

@@ -22,7 +22,6 @@ import importlib.metadata
 import json
 import logging
 import os
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 
 from . import config
 from .errors import ModelError, ModelIntegrityError, UnknownNameError
+from .files import atomic_write_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -237,14 +237,6 @@ def resolve_card(name_or_path: str, task: str | None = None) -> ModelCard:
 # --- files -----------------------------------------------------------------------
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def source_path(card: ModelCard, source: str | None = None) -> Path:
     """Locate the card's source file (inside an installed package, or on disk)."""
     source = source or card.source
@@ -272,24 +264,6 @@ def verify(path: Path, sha256: str, what: str) -> None:
             f"{what}: {path} has sha256 {actual}, expected {sha256}; the file is corrupt "
             "or not the pinned version — reinstall it (or delete it if it is a cached copy)"
         )
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 # --- preparation ---------------------------------------------------------------------

@@ -28,13 +28,13 @@ from typing import Any, Callable
 from .. import models
 from ..errors import ConfigError, FacedexError
 from ..faces.detect import DetectorConfig
+from ..files import atomic_write_bytes as atomic_write
 from ..media import decode_image, read_file
 from ..pipeline import FacePipeline
 from .analyze import AnalysisCache, Analyzer, ImageAnalysis
 from .decide import REASONS, CleanConfig, Decision, decide
 from .output import (
     aligned_crop,
-    atomic_write,
     encode,
     manifest_line,
     output_name,

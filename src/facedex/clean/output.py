@@ -9,8 +9,6 @@ import base64
 import html
 import io
 import json
-import os
-import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterable
@@ -22,23 +20,6 @@ from PIL import Image
 from ..faces.align import align_face
 from .analyze import ImageAnalysis, rotate
 from .decide import REASONS, Decision
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def encode(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:

@@ -11,12 +11,12 @@ links).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator, TextIO
+
+from ..files import atomic_writer as _atomic_writer
 
 #: Folder (inside DST) for the state database, the lock and temporary files.
 STATE_DIR = ".facedex-collect"
@@ -103,20 +103,7 @@ def link_into_place(existing: Path, final: Path, tmp_dir: Path) -> None:
         raise
 
 
-@contextlib.contextmanager
-def atomic_writer(path: Path) -> Iterator[TextIO]:
+def atomic_writer(path: Path):
     """A text file written under a temporary name and renamed over ``path`` when
     the block ends without error (manifest, sources)."""
-    fd, name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(name, path)
-    except BaseException:
-        try:
-            os.unlink(name)
-        except FileNotFoundError:
-            pass
-        raise
+    return _atomic_writer(path, "w")
