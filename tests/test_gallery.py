@@ -261,3 +261,11 @@ def test_person_names_are_validated(tmp_path):
             assert r.failed == 1
         r = g.enroll([lfw_image("Hugo_Chavez", 1)], person="  José Martí  ")
         assert r.added == 1 and g.people()[0].name == "José Martí"
+
+
+def test_enrolling_an_empty_folder_for_a_person_is_reported(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with facedex.Gallery.open(tmp_path / "g.gallery", create=True) as g:
+        r = g.enroll(tmp_path / "empty", person="Nobody")
+        assert r.failed == 1 and "no image files" in r.items[0].reason
+        assert g.people() == []

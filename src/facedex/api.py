@@ -231,7 +231,10 @@ class Gallery:
             sources = [source] if isinstance(source, (str, os.PathLike, bytes, np.ndarray)) else list(source)
             for s in sources:
                 if isinstance(s, (str, os.PathLike)) and Path(s).is_dir():
-                    plan += [_Pending(person, str(p)) for p in list_images(Path(s))]
+                    found = [_Pending(person, str(p)) for p in list_images(Path(s))]
+                    if not found:
+                        failed.append(EnrollItem(str(s), person, "failed", f"{s}: no image files in this folder"))
+                    plan += found
                 elif isinstance(s, (str, os.PathLike)):
                     plan.append(_Pending(person, str(s)))
                 else:
