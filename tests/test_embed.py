@@ -85,11 +85,20 @@ def test_dlib_embedder_separates_people_and_has_its_own_identity(tmp_path):
     chip = pipe.embedder.align(load_image(same[0][0]), pipe.detector.detect(load_image(same[0][0]))[0])
     assert chip.shape == (150, 150, 3)
     g = tmp_path / "dlib.gallery"
+    people = {"Colin": "Colin_Powell", "Tony": "Tony_Blair", "Hugo": "Hugo_Chavez"}
     with facedex.Gallery.open(g, create=True, embedder="dlib-resnet-v1") as gal:
-        assert gal.enroll([same[0][0]], person="A", multiple="largest").added == 1
+        for name, folder in people.items():
+            files = sorted((LFW / folder).glob("*.jpg"))[:3]
+            assert gal.enroll(files, person=name, multiple="largest").added == 3
     with pytest.raises(EmbedderMismatchError, match="dlib-resnet-v1"):
         facedex.Gallery.open(g, embedder="sface-2021dec")
-    with facedex.Gallery.open(g) as gal:  # reopened with its own embedder
+    with facedex.Gallery.open(g) as gal:  # reopened with its own embedder and its default threshold
         assert gal.embedder_card.name == "dlib-resnet-v1"
-        ids = gal.identify(same[0][1])
-        assert any(i.name == "A" for i in ids)
+        assert gal.threshold.value == pytest.approx(0.947)
+        for name, folder in people.items():
+            probe = sorted((LFW / folder).glob("*.jpg"))[20]
+            rgb = load_image(probe)
+            ids = gal.identify(rgb)
+            face = central_face([i.face for i in ids], rgb.shape[1], rgb.shape[0])
+            best = next(i for i in ids if i.face == face)
+            assert best.candidates[0].name == name
