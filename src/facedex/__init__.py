@@ -10,6 +10,7 @@ import (models load on first use)::
         print(face.name or "unknown", round(face.similarity, 3))
 
     faces = facedex.detect("photo.jpg")       # boxes, landmarks, scores
+    video = gallery.identify_video("clip.mp4").result()   # one decision per face track
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ _EXPORTS = {
     "EnrollReport": "facedex.types",
     "Threshold": "facedex.types",
     "FacedexError": "facedex.errors",
+    "VideoOptions": "facedex.video.types",
+    "VideoResult": "facedex.video.types",
+    "Track": "facedex.video.types",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

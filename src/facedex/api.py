@@ -430,6 +430,16 @@ class Gallery:
                 yield ImageResult(name, tuple(self.identify_faces(rgb, faces, threshold=thr)), None)
 
 
+    def identify_video(self, source, options=None, *, threshold: float | None = None, progress=None):
+        """People in a video or animated GIF: a ``TrackStream`` (iterate it for
+        tracks as they end, or call ``.result()`` for a ``VideoResult``), one
+        decision per track at this gallery's threshold. Raises
+        :class:`facedex.errors.MediaError` for an unusable input. See docs/video.md."""
+        from .video import identify_video
+
+        return identify_video(self, source, options, threshold=threshold, progress=progress)
+
+
 @functools.lru_cache(maxsize=4)
 def _detector(config: DetectorConfig, runtime: str | None) -> YuNetDetector:
     return YuNetDetector(models.DEFAULT_DETECTOR, config, runtime)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
+import os
+import sys
 from collections import Counter
 from pathlib import Path
 
-from ..api import Gallery, list_images
+from ..api import Gallery
 from ..errors import FacedexError
 from ..types import EnrollItem, ImageResult, Threshold
 from .common import add_detector_options, detector_config
@@ -32,15 +36,29 @@ def register(sub) -> None:
     add_detector_options(p)
     p.set_defaults(func=cmd_enroll)
 
-    p = sub.add_parser("identify", help="who is in these images?",
+    p = sub.add_parser("identify", help="who is in these images, videos and GIFs?",
                        description="Identify every face in each INPUT against GALLERY. A face is named only when "
-                                   "its similarity reaches the gallery's threshold; otherwise it is unknown.")
+                                   "its similarity reaches the gallery's threshold; otherwise it is unknown. "
+                                   "In a video or an animated GIF, faces are followed across frames and each "
+                                   "track gets one decision, with the same threshold; the result says who "
+                                   "appears, when, and for how long. Files are recognised by their content.")
     p.add_argument("gallery")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image, video (MP4, MOV, MKV, WebM, AVI…) or animated GIF files, or folders of them")
     p.add_argument("--threshold", type=float, metavar="T",
                    help="override the gallery's similarity threshold for this run")
-    p.add_argument("--annotate", metavar="DIR", help="write a copy of each image with boxes and names into DIR")
+    p.add_argument("--annotate", metavar="DIR",
+                   help="write a copy of each input with boxes and names into DIR (videos: the annotated "
+                        "video or GIF and a contact sheet NAME-tracks.png of each track's best face)")
     p.add_argument("--json", action="store_true", help="print one JSON array, one object per input")
+    v = p.add_argument_group("video and animated GIF")
+    v.add_argument("--sample-fps", type=float, default=5.0, metavar="N",
+                   help="frames analysed per second of video (default 5; 0 = every frame)")
+    v.add_argument("--max-gap", type=float, default=1.0, metavar="S",
+                   help="a face unseen for more than S seconds starts a new track (default 1.0)")
+    v.add_argument("--scene-cut", type=float, default=0.5, metavar="D",
+                   help="colour-histogram distance 0..1 that counts as a scene cut, ending every track "
+                        "(default 0.5; 0 = never cut)")
     add_detector_options(p)
     p.set_defaults(func=cmd_identify)
 
@@ -128,16 +146,44 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if status["failed"] else EXIT_OK
 
 
-def expand_inputs(inputs: list[str]) -> list[str]:
+def list_media(folder: Path, videos: bool = True) -> list[str]:
+    """Images (and videos) under ``folder`` by extension, in the order of
+    :func:`facedex.media.list_images` (recursive, sorted, hidden entries skipped)."""
+    from ..media import IMAGE_SUFFIXES
+    from ..video.content import VIDEO_SUFFIXES
+
+    suffixes = IMAGE_SUFFIXES | VIDEO_SUFFIXES if videos else IMAGE_SUFFIXES
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [str(Path(root) / n) for n in sorted(files)
+                  if not n.startswith(".") and Path(n).suffix.lower() in suffixes]
+    return found
+
+
+def expand_inputs(inputs: list[str], videos: bool = False) -> list[str]:
+    """Folders become the images (and with ``videos``, the videos) in them; files stay as given."""
     expanded: list[str] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = [str(x) for x in list_images(p)]
+            found = list_media(p, videos)
             expanded += found if found else [item]
         else:
             expanded.append(item)
     return expanded
+
+
+def is_video_input(item: str) -> bool:
+    """Whether INPUT goes the video way: a video, an animated GIF/WebP/PNG or an
+    audio file by content; or unreadable content under a video file name (so the
+    error speaks of videos). Still images, one-frame GIFs included, are photos."""
+    from ..video.content import looks_like_video_name, sniff
+
+    kind = sniff(item)
+    if kind.is_video or kind.kind == "audio":
+        return True
+    return kind.kind == "unknown" and looks_like_video_name(item)
 
 
 class Annotator:
@@ -149,11 +195,12 @@ class Annotator:
         if self.dir is not None:
             self.dir.mkdir(parents=True, exist_ok=True)
 
-    def target(self, source: str) -> Path:
+    def target(self, source: str, suffix: str | None = None, tag: str = "") -> Path:
         assert self.dir is not None
-        stem = Path(source).stem or "image"
-        suffix = Path(source).suffix.lower()
-        suffix = suffix if suffix in (".jpg", ".jpeg", ".png") else ".png"
+        stem = (Path(source).stem or "image") + tag
+        if suffix is None:
+            suffix = Path(source).suffix.lower()
+            suffix = suffix if suffix in (".jpg", ".jpeg", ".png") else ".png"
         name, n = f"{stem}{suffix}", 1
         while name in self.used:
             name, n = f"{stem}-{n}{suffix}", n + 1
@@ -174,6 +221,19 @@ class Annotator:
         Image.fromarray(drawn).save(tmp, format="PNG" if path.suffix == ".png" else "JPEG", quality=92)
         tmp.replace(path)
         return path
+
+    def write_video(self, source: str, result) -> tuple[Path, Path] | None:
+        """The annotated video (or animation) and the contact sheet of its tracks."""
+        if self.dir is None:
+            return None
+        from ..video.annotate import contact_sheet, output_suffix, write_annotated
+        from ..video.types import format_time
+
+        video = write_annotated(source, result.tracks, self.target(source, output_suffix(result.info)))
+        title = (f"{Path(source).name}: {len(result.tracks)} track{'s' if len(result.tracks) != 1 else ''}, "
+                 f"{format_time(result.duration)}")
+        sheet = contact_sheet(result.tracks, self.target(source, ".png", "-tracks"), title=title)
+        return video, sheet
 
 
 def print_result(res: ImageResult) -> None:
@@ -198,11 +258,110 @@ def print_result(res: ImageResult) -> None:
             out(f"  {i}. unknown  {where}  (the gallery is empty)")
 
 
+_BAR_WIDTH = 48
+
+
+def _bar_chars() -> tuple[str, str]:
+    enc = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "█·".encode(enc)
+        return "█", "·"
+    except (UnicodeEncodeError, LookupError):
+        return "#", "."
+
+
+def timeline_bar(ranges, duration: float, width: int = _BAR_WIDTH) -> str:
+    """One character per ``duration / width`` seconds: on screen or not."""
+    on, off = _bar_chars()
+    cells = [off] * width
+    if duration <= 0:
+        return on * width if ranges else off * width
+    step = duration / width
+    for a, b in ranges:
+        first = min(width - 1, max(0, int(a / step)))
+        last = min(width - 1, max(first, int(math.ceil(b / step)) - 1))
+        for i in range(first, last + 1):
+            cells[i] = on
+    return "".join(cells)
+
+
+def print_video_result(res) -> None:
+    """A readable timeline: who is on screen when, then every track."""
+    from ..video.types import format_time as ft
+
+    if res.error:
+        out(f"{res.input}: ERROR {res.error}")
+        return
+    info = res.info
+    what = "animation" if info is not None and info.kind == "animation" else "video"
+    size = f", {info.width}x{info.height}" if info is not None and info.width else ""
+    rate = f" @ {info.fps:g} fps" if info is not None and info.fps else ""
+    sampled = (f"{res.frames_sampled} analysed ({res.sample_fps:g}/s)" if res.sample_fps
+               else f"{res.frames_sampled} analysed (every frame)")
+    out(f"{res.input}: {what} {ft(res.duration)}{size}{rate} — {plural(res.frames_decoded, 'frame')}, {sampled}, "
+        f"{plural(len(res.tracks), 'track')}")
+    if not res.tracks:
+        out("  no faces")
+    rows = [(p.name, p.ranges, p.seconds) for p in res.people]
+    rows += [(f"unknown #{t.track}", ((t.first_seen, t.last_seen),), t.seconds) for t in res.tracks if not t.known]
+    if rows:
+        label_w = max(len(r[0]) for r in rows)
+        for label, ranges, seconds in rows:
+            spans = ", ".join(f"{ft(a)}–{ft(b)}" for a, b in ranges[:4]) + (" …" if len(ranges) > 4 else "")
+            out(f"  {label.ljust(label_w)}  |{timeline_bar(ranges, res.duration)}|  {seconds:6.1f} s  {spans}")
+    if res.tracks:
+        out("  tracks:")
+        for t in res.tracks:
+            when = f"{ft(t.first_seen)}–{ft(t.last_seen)}  {plural(t.frames, 'frame')}, best at {ft(t.best_frame_time)}"
+            if t.known:
+                nxt = t.candidates[1] if len(t.candidates) > 1 else None
+                extra = f"  (next: {nxt.name} {nxt.similarity:.3f})" if nxt else ""
+                out(f"    #{t.track}  {t.name}  {t.similarity:.3f}  {when}{extra}")
+            elif t.candidates:
+                best = t.candidates[0]
+                out(f"    #{t.track}  unknown  {when}  (closest: {best.name} {best.similarity:.3f} < {t.threshold:.3f})")
+            else:
+                out(f"    #{t.track}  unknown  {when}  (the gallery is empty)")
+    if res.broken_frames:
+        out(f"  {plural(res.broken_frames, 'broken frame')} skipped")
+    for w in res.warnings:
+        out(f"  warning: {w}")
+
+
+def _identify_video(g: Gallery, item: str, options, threshold: float | None, show_progress: bool):
+    """One video or animation → a VideoResult; an unusable input gives a result with ``error``."""
+    from ..video.identify import identify_video
+    from ..video.types import VideoResult
+
+    with progress(None, Path(item).name, enabled=show_progress) as bar:
+        bar.unit = "frame"
+
+        def tick(done: int, total: int | None) -> None:
+            if total and bar.total != total:
+                bar.total = total
+            bar.update(done - bar.n)
+
+        stream = None
+        try:
+            stream = identify_video(g, item, options, threshold=threshold, progress=tick)
+            return stream.result()
+        except FacedexError as e:
+            return VideoResult(item, info=stream.info if stream else None, error=str(e),
+                               sample_fps=options.sample_fps)
+        finally:
+            if stream is not None:
+                stream.close()
+            bar.clear()
+
+
 def cmd_identify(args: argparse.Namespace) -> int:
+    from ..video.types import VideoOptions
+
+    options = VideoOptions(sample_fps=args.sample_fps or None, max_gap=args.max_gap, scene_cut=args.scene_cut)
     g = Gallery.open(args.gallery, detector_config=detector_config(args), runtime=args.runtime)
     annotator = Annotator(args.annotate)
-    inputs = expand_inputs(args.inputs)
-    results: list[ImageResult] = []
+    inputs = expand_inputs(args.inputs, videos=True)
+    results: list = []
     failed = 0
     with g:
         threshold = g.threshold
@@ -211,21 +370,43 @@ def cmd_identify(args: argparse.Namespace) -> int:
         if g.counts()["faces"] == 0:
             err(f"warning: {g.path} has no faces enrolled; every face will be unknown")
         with progress(len(inputs), "identify", enabled=not args.json and len(inputs) > 1) as bar:
-            for res in g.identify_many(inputs, threshold=args.threshold):
+            def report(res, video: bool) -> None:
+                nonlocal failed
                 bar.update(1)
-                if res.error is None and annotator.dir is not None:
-                    try:
-                        annotator.write(res.input, res.faces)
-                    except (OSError, FacedexError) as e:
-                        res = ImageResult(res.input, res.faces, f"cannot write the annotated copy: {e}")
                 failed += res.error is not None
                 if args.json:
                     results.append(res)
                 else:
                     bar.clear()
-                    print_result(res)
+                    (print_video_result if video else print_result)(res)
+
+            photos: list[str] = []
+
+            def flush_photos() -> None:
+                for res in g.identify_many(photos, threshold=args.threshold):
+                    if res.error is None and annotator.dir is not None:
+                        try:
+                            annotator.write(res.input, res.faces)
+                        except (OSError, FacedexError) as e:
+                            res = ImageResult(res.input, res.faces, f"cannot write the annotated copy: {e}")
+                    report(res, False)
+                photos.clear()
+
+            for item in inputs:
+                if not is_video_input(item):
+                    photos.append(item)
+                    continue
+                flush_photos()
+                res = _identify_video(g, item, options, args.threshold, not args.json)
+                if res.error is None and annotator.dir is not None:
+                    try:
+                        annotator.write_video(item, res)
+                    except (OSError, FacedexError) as e:
+                        res = dataclasses.replace(res, error=f"cannot write the annotated copy: {e}")
+                report(res, True)
+            flush_photos()
     if args.json:
-        emit_json([r.to_dict() for r in results])
+        emit_json([{**r.to_dict(), "kind": "image"} if isinstance(r, ImageResult) else r.to_dict() for r in results])
     elif failed:
         err(f"{failed} of {len(inputs)} inputs failed")
     return EXIT_PARTIAL if failed else EXIT_OK

@@ -1,0 +1,229 @@
+"""Identify the people in a video: sample → detect → embed → track → one decision per track.
+
+:func:`identify_video` opens the video and returns a :class:`TrackStream`:
+iterate it to receive each :class:`~facedex.video.types.Track` as soon as it
+ends (streaming, for long videos), or call :meth:`TrackStream.result` for a
+whole :class:`~facedex.video.types.VideoResult`.
+
+The decision for a track is made once, on the quality-weighted mean of the
+embeddings of all its faces, by :meth:`facedex.Gallery.decide` with the
+gallery's threshold — the same calibrated open-set threshold as for photos.
+A stranger's track therefore stays unknown however many frames it has:
+frames are not votes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+
+import numpy as np
+
+from ..errors import MediaError
+from .decode import FrameSource, open_video
+from .errors import CorruptVideoError
+from .scene import SceneCutDetector
+from .tracker import FaceTracker, LiveTrack, face_weight
+from .types import PersonPresence, StreamStats, Track, VideoInfo, VideoOptions, VideoResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..api import Gallery
+
+log = logging.getLogger(__name__)
+
+#: ``progress(frames_decoded, frame_count_or_None)``, called after each sampled frame.
+Progress = Callable[[int, "int | None"], None]
+
+_EPS = 1e-3  # timestamps within a millisecond of a sampling instant count as on it
+
+
+def sampler(sample_fps: float | None) -> Callable[[float], bool]:
+    """``want(time)`` for frames in order: true for the first frame at or after
+    each sampling instant (0, 1/fps, 2/fps, …, within a millisecond). After a
+    gap in the video (a long GIF frame, lost frames), sampling restarts at the
+    next frame, so a frame displayed for a long time is sampled once per frame."""
+    period = 1.0 / sample_fps if sample_fps else 0.0
+    due = 0.0
+
+    def want(t: float) -> bool:
+        nonlocal due
+        if period <= 0:
+            return True
+        if t + _EPS < due:
+            return False
+        due += period
+        if due <= t + _EPS:
+            due = t + period
+        return True
+
+    return want
+
+
+def summarize_people(tracks: Iterable[Track | tuple[int, str | None, float, float]]) -> tuple[PersonPresence, ...]:
+    """Per named person: the union of their tracks' time ranges (ranges that
+    touch or overlap are merged), the total seconds, and the track numbers;
+    ordered by first appearance. Unknown tracks are not people."""
+    spans: dict[str, list[tuple[float, float, int]]] = {}
+    for t in tracks:
+        tid, name, a, b = (t.track, t.name, t.first_seen, t.last_seen) if isinstance(t, Track) else t
+        if name is not None:
+            spans.setdefault(name, []).append((a, b, tid))
+    people = []
+    for name, items in spans.items():
+        items.sort()
+        ranges: list[list[float]] = []
+        for a, b, _ in items:
+            if ranges and a <= ranges[-1][1] + 1e-6:
+                ranges[-1][1] = max(ranges[-1][1], b)
+            else:
+                ranges.append([a, b])
+        seconds = sum(b - a for a, b in ranges)
+        people.append(PersonPresence(name, tuple((a, b) for a, b in ranges), seconds,
+                                     tuple(sorted(tid for _, _, tid in items))))
+    people.sort(key=lambda p: (p.ranges[0][0], p.name))
+    return tuple(people)
+
+
+class TrackStream(Iterator[Track]):
+    """Tracks of one video, yielded as they end (a track ends when unseen for
+    ``max_gap`` seconds, at a scene cut, or at the end of the video).
+
+    ``info`` describes the video; ``stats`` counts frames decoded, sampled and
+    broken so far; ``threshold`` is the value decisions are compared with.
+    Iterate it, or call :meth:`result` (not both). Close it (or use ``with``)
+    to stop early and release the decoder.
+    """
+
+    def __init__(self, gallery: "Gallery", source: FrameSource, options: VideoOptions,
+                 threshold: float | None = None, progress: Progress | None = None):
+        self.gallery = gallery
+        self.options = options
+        self.info: VideoInfo = source.info
+        self.threshold = gallery.threshold.value if threshold is None else float(threshold)
+        self.stats = StreamStats()
+        self._source = source
+        self._progress = progress
+        self._summary: list[tuple[int, str | None, float, float]] = []
+        self._started = False
+        self._gen = self._run()
+
+    # -- iteration ----------------------------------------------------------------------------
+    def __iter__(self) -> "TrackStream":
+        return self
+
+    def __next__(self) -> Track:
+        self._started = True
+        return next(self._gen)
+
+    def close(self) -> None:
+        self._gen.close()
+        self._source.close()
+
+    def __enter__(self) -> "TrackStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def people(self) -> tuple[PersonPresence, ...]:
+        """Who has been on screen so far (over the tracks that have ended)."""
+        return summarize_people(self._summary)
+
+    def result(self) -> VideoResult:
+        """Run to the end and gather everything into a :class:`VideoResult`."""
+        if self._started:
+            raise RuntimeError("result() needs the whole stream; tracks were already taken from it")
+        tracks = sorted(self, key=lambda t: (t.first_seen, t.track))
+        s = self.stats
+        return VideoResult(
+            input=self.info.input, tracks=tuple(tracks), people=summarize_people(tracks), info=self.info,
+            duration=s.end_time, frames_decoded=s.frames_decoded, frames_sampled=s.frames_sampled,
+            broken_frames=s.broken_frames, sample_fps=self.options.sample_fps, threshold=self.threshold,
+            warnings=tuple(s.warnings))
+
+    # -- the work -------------------------------------------------------------------------------
+    def _run(self) -> Iterator[Track]:
+        pipeline = self.gallery.pipeline
+        detector, embedder = pipeline.detector, pipeline.embedder
+        tracker = FaceTracker(self.options)
+        scenes = SceneCutDetector(self.options.scene_cut)
+        src, s = self._source, self.stats
+        try:
+            for frame in src.frames(sampler(self.options.sample_fps)):
+                s.frames_sampled += 1
+                s.frames_decoded, s.broken_frames, s.end_time = src.frames_decoded, src.broken_frames, src.end_time
+                rgb = frame.rgb
+                done: list[LiveTrack] = []
+                if scenes.update(rgb):
+                    log.debug("%s: scene cut at %.3f s (distance %.2f)", self.info.input, frame.time,
+                              scenes.last_distance)
+                    done += tracker.cut(frame.time)
+                faces = detector.detect(rgb)
+                h, w = rgb.shape[:2]
+                cheap = [face_weight(f, None, w, h) for f in faces]
+                need = tracker.plan(frame.time, faces, cheap)
+                todo = [j for j, n in enumerate(need) if n]
+                crops = {j: embedder.align(rgb, faces[j]) for j in todo}
+                vectors = embedder.embed_crops([crops[j] for j in todo])
+                embeddings: list[np.ndarray | None] = [None] * len(faces)
+                weights = list(cheap)
+                for k, j in enumerate(todo):
+                    embeddings[j] = vectors[k]
+                    weights[j] = face_weight(faces[j], crops[j], w, h)
+                s.faces += len(faces)
+                s.embedded += len(todo)
+                done += tracker.update(frame.time, frame.duration, faces, embeddings, weights, rgb, cheap)
+                if self._progress is not None:
+                    self._progress(s.frames_decoded, self.info.frame_count)
+                if done:
+                    yield from self._decide(done)
+            s.frames_decoded, s.broken_frames, s.end_time = src.frames_decoded, src.broken_frames, src.end_time
+            s.warnings.extend(src.warnings)
+            if s.frames_decoded == 0:
+                raise CorruptVideoError(self.info.input, "no frame could be decoded")
+            yield from self._decide(tracker.finish(src.end_time))
+        finally:
+            src.close()
+
+    def _decide(self, finished: list[LiveTrack]) -> Iterator[Track]:
+        keep = sorted((t for t in finished if t.frames >= self.options.min_track_frames), key=lambda t: t.id)
+        if not keep:
+            return
+        decisions = self.gallery.decide(np.stack([t.aggregate for t in keep]), threshold=self.threshold)
+        for lt, d in zip(keep, decisions):
+            track = Track(
+                track=lt.id, name=d.name, similarity=float(d.similarity), candidates=tuple(d.candidates),
+                threshold=self.threshold, first_seen=lt.first_time, last_seen=float(lt.end_time),
+                frames=lt.frames, best_frame_time=lt.best_time, best_face=lt.best_face,
+                best_quality=lt.best_weight, embedding=lt.aggregate, points=tuple(lt.points),
+                thumbnail=lt.thumbnail, ended=lt.ended)
+            self._summary.append((track.track, track.name, track.first_seen, track.last_seen))
+            yield track
+
+
+def identify_video(gallery: "Gallery", source: "str | os.PathLike | bytes | FrameSource",
+                   options: VideoOptions | None = None, *, threshold: float | None = None,
+                   progress: Progress | None = None, name: str | None = None) -> TrackStream:
+    """Open a video or animated GIF/WebP/PNG and identify the people in it.
+
+    ``source`` is a path, the file's bytes, or a :class:`~facedex.video.decode.FrameSource`
+    (e.g. :class:`~facedex.video.decode.ArraySource` for frames you decoded
+    yourself). The file is opened, checked and its first frame decoded before
+    this returns, so an unusable input raises a
+    :class:`facedex.errors.MediaError` here, with a message that says why.
+
+    >>> stream = identify_video(gallery, "clip.mp4")          # doctest: +SKIP
+    >>> for track in stream:                                   # as each track ends
+    ...     print(track.track, track.name or "unknown", track.first_seen, track.last_seen)
+    >>> result = identify_video(gallery, "clip.mp4").result()  # or everything at once
+    """
+    options = options or VideoOptions()
+    if isinstance(source, FrameSource):
+        frames = source
+    elif isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
+        frames = open_video(source, name=name, max_pixels=options.max_pixels)
+    else:
+        raise MediaError(name or "<input>", f"unsupported video input type {type(source).__name__}; give a path, "
+                                            "bytes, or a facedex.video.ArraySource of frames")
+    return TrackStream(gallery, frames, options, threshold, progress)

@@ -1,0 +1,1 @@
+"""Synthetic test videos and GIFs built from LFW stills (see synth.py)."""
