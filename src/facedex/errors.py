@@ -64,6 +64,19 @@ class ImageTooLargeError(MediaError):
     """The image has more pixels than the configured limit (decompression-bomb guard)."""
 
 
+class UnsupportedVideoError(UnsupportedMediaError):
+    """Not a video facedex can decode: no video stream (audio only), an unknown
+    container, or a codec the installed FFmpeg cannot decode."""
+
+
+class CorruptVideoError(CorruptMediaError):
+    """The file looks like a video or an animation but no frame can be decoded."""
+
+
+class VideoTooLargeError(ImageTooLargeError):
+    """The frames have more pixels than the configured limit (``FACEDEX_MAX_PIXELS``)."""
+
+
 # --- faces -------------------------------------------------------------------------------
 class FaceError(FacedexError):
     """A face-level problem on an otherwise readable image."""

@@ -37,9 +37,9 @@ _EXPORTS = {
     "TrackPoint": "facedex.video.types",
     "PersonPresence": "facedex.video.types",
     "Frame": "facedex.video.types",
-    "UnsupportedVideoError": "facedex.video.errors",
-    "CorruptVideoError": "facedex.video.errors",
-    "VideoTooLargeError": "facedex.video.errors",
+    "UnsupportedVideoError": "facedex.errors",
+    "CorruptVideoError": "facedex.errors",
+    "VideoTooLargeError": "facedex.errors",
     "write_annotated": "facedex.video.annotate",
     "contact_sheet": "facedex.video.annotate",
 }
@@ -47,10 +47,10 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..errors import CorruptVideoError, UnsupportedVideoError, VideoTooLargeError  # noqa: F401
     from .annotate import contact_sheet, write_annotated  # noqa: F401
     from .content import VIDEO_SUFFIXES, sniff  # noqa: F401
     from .decode import ArraySource, FrameSource, open_video  # noqa: F401
-    from .errors import CorruptVideoError, UnsupportedVideoError, VideoTooLargeError  # noqa: F401
     from .identify import TrackStream, identify_video, sampler, summarize_people  # noqa: F401
     from .types import Frame, PersonPresence, Track, TrackPoint, VideoInfo, VideoOptions, VideoResult  # noqa: F401
 

@@ -42,10 +42,16 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .. import config
-from ..errors import CorruptMediaError, MediaError, MediaNotFoundError
+from ..errors import (
+    CorruptMediaError,
+    CorruptVideoError,
+    MediaError,
+    MediaNotFoundError,
+    UnsupportedVideoError,
+    VideoTooLargeError,
+)
 from ..media import describe_bytes
 from .content import SUPPORTED, Sniffed, sniff
-from .errors import CorruptVideoError, UnsupportedVideoError, VideoTooLargeError
 from .types import Frame, VideoInfo
 
 log = logging.getLogger(__name__)

@@ -20,9 +20,8 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..errors import MediaError
+from ..errors import CorruptVideoError, MediaError
 from .decode import FrameSource, open_video
-from .errors import CorruptVideoError
 from .scene import SceneCutDetector
 from .tracker import FaceTracker, LiveTrack, face_weight
 from .types import PersonPresence, StreamStats, Track, VideoInfo, VideoOptions, VideoResult
