@@ -1,7 +1,7 @@
 """End-to-end throughput: decode, detect, align and embed every face of N LFW
 images, facedex beside face_recognition in the same run, on the same files.
 
-    python bench/throughput.py [--images 500] [--repeats 2] [--no-competitor]
+    python bench/throughput.py [--images 2000] [--repeats 1] [--no-competitor]
 
 facedex is measured one image at a time (what `identify` does per photo) and
 batched (what `enroll` does), with each inference runtime. Each configuration
@@ -55,8 +55,8 @@ def run_face_recognition(files) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", type=int, default=500)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--images", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--no-competitor", action="store_true")
     args = ap.parse_args()
     files = lfw_sample(args.images)
