@@ -111,20 +111,26 @@ def item_name(source: ImageInput, name: str | None = None) -> str:
     return "<array>"
 
 
-def read_file(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> bytes:
-    """Read a whole input file, with errors that name it."""
-    p = Path(path)
-    item = str(path)
+def check_input_file(path: Path, item: str, kind: str = "an image") -> os.stat_result:
+    """Stat an input file: missing, unreadable, a folder or empty each raise an error naming ``item``."""
     try:
-        st = p.stat()
+        st = path.stat()
     except FileNotFoundError:
         raise MediaNotFoundError(item, "no such file") from None
     except OSError as err:
         raise MediaNotFoundError(item, f"cannot access ({err.strerror or err})") from err
-    if p.is_dir():
-        raise MediaNotFoundError(item, "is a directory, not an image file")
+    if path.is_dir():
+        raise MediaNotFoundError(item, f"is a directory, not {kind} file")
     if st.st_size == 0:
         raise CorruptMediaError(item, "empty file (0 bytes)")
+    return st
+
+
+def read_file(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """Read a whole input file, with errors that name it."""
+    p = Path(path)
+    item = str(path)
+    st = check_input_file(p, item)
     if st.st_size > max_bytes:
         raise ImageTooLargeError(item, f"file is {st.st_size:,} bytes; the limit is {max_bytes:,}")
     try:

@@ -46,11 +46,10 @@ from ..errors import (
     CorruptMediaError,
     CorruptVideoError,
     MediaError,
-    MediaNotFoundError,
     UnsupportedVideoError,
     VideoTooLargeError,
 )
-from ..media import describe_bytes
+from ..media import check_input_file, describe_bytes
 from .content import SUPPORTED, Sniffed, sniff
 from .types import Frame, VideoInfo
 
@@ -405,19 +404,6 @@ class ArraySource(FrameSource):
                 yield Frame(i, t, self._dt, rgb)
 
 
-def _check_file(path: Path, item: str) -> None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise MediaNotFoundError(item, "no such file") from None
-    except OSError as err:
-        raise MediaNotFoundError(item, f"cannot access ({err.strerror or err})") from err
-    if path.is_dir():
-        raise MediaNotFoundError(item, "is a directory, not a video file")
-    if st.st_size == 0:
-        raise CorruptMediaError(item, "empty file (0 bytes)")
-
-
 def _not_video(item: str, kind: Sniffed, head: bytes) -> MediaError:
     if kind.kind == "audio":
         return UnsupportedVideoError(item, f"{kind.format} has no video stream (audio only); nothing to identify")
@@ -450,7 +436,7 @@ def open_video(source: str | os.PathLike | bytes, *, name: str | None = None,
         return OpenCVSource(tmp, item, kind.format, max_pixels, cleanup=lambda: Path(tmp).unlink(missing_ok=True))
     path = Path(source)
     item = name or str(source)
-    _check_file(path, item)
+    check_input_file(path, item, "a video")
     kind = kind or sniff(path, max_pixels)
     if kind.kind in ("animation", "image"):
         return PillowSource(path, item, kind.format, max_pixels)
