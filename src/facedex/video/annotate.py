@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-from ..draw import KNOWN, UNKNOWN
+from ..draw import KNOWN, UNKNOWN, labelled_box
+from ..draw import font as _font
 from ..errors import MediaError
 from .decode import FrameSource, open_video
 from .types import Track, VideoInfo, format_time
@@ -31,13 +32,6 @@ from .types import Track, VideoInfo, format_time
 log = logging.getLogger(__name__)
 
 _ANIMATION_SUFFIX = {"GIF": ".gif", "WebP": ".webp", "PNG": ".png"}
-
-
-def _font(size: int) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1
-        return ImageFont.load_default()
 
 
 def output_suffix(info: VideoInfo) -> str:
@@ -83,17 +77,11 @@ def draw_tracks(rgb: np.ndarray, items: Sequence[tuple[Track, Sequence[float]]])
     draw = ImageDraw.Draw(im)
     short = min(im.size)
     width = max(2, short // 300)
-    font = _font(max(12, short // 40))
-    for tr, (x, y, w, h) in items:
+    fnt = _font(max(12, short // 40))
+    for tr, box in items:
         color = KNOWN if tr.known else UNKNOWN
         label = f"#{tr.track} {tr.name} {tr.similarity:.2f}" if tr.known else f"#{tr.track} unknown"
-        draw.rectangle([x, y, x + w, y + h], outline=color, width=width)
-        tb = draw.textbbox((0, 0), label, font=font)
-        tw, th = tb[2] - tb[0], tb[3] - tb[1]
-        ty = y - th - 2 * width if y - th - 2 * width >= 0 else y + h
-        tx = max(0, min(x, im.size[0] - tw - 2 * width))
-        draw.rectangle([tx, ty, tx + tw + 2 * width, ty + th + 2 * width], fill=color)
-        draw.text((tx + width, ty + width - tb[1]), label, fill=(255, 255, 255), font=font)
+        labelled_box(draw, box, label, color, width, fnt, im.size[0])
     return np.asarray(im)
 
 
