@@ -153,10 +153,10 @@ def _top(candidates) -> tuple[str | None, float]:
 
 def run_facedex(gallery, path, truth, fps):
     """Per ground-truth appearance: ``[(top name, similarity, frames)]`` of the tracks over it."""
-    from facedex.video import identify_video
+
 
     c0, t0 = time.process_time(), time.perf_counter()
-    stream = identify_video(gallery, path)
+    stream = gallery.identify_video(path)
     result = stream.result()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     evidence = defaultdict(list)

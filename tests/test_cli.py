@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import lfw_image, lfw_images, make_people, strangers
+from .conftest import check_schema, lfw_image, lfw_images, make_people, strangers
 
 
 def facedex(*args, check_rc=None, timeout=300):
@@ -37,7 +37,7 @@ def people(tmp_path):
 def test_enroll_identify_people_forget_calibrate(tmp_path, people):
     g = tmp_path / "my.gallery"
     r = facedex("enroll", g, people, "--multiple", "largest", "--json", check_rc=0)
-    report = json.loads(r.stdout)
+    report = check_schema("enroll", json.loads(r.stdout))
     assert report["added"] == 12 and report["failed"] == 0 and report["totals"]["people"] == 3
 
     r = facedex("enroll", g, people, "--multiple", "largest", check_rc=0)
@@ -45,10 +45,15 @@ def test_enroll_identify_people_forget_calibrate(tmp_path, people):
 
     probes = [lfw_image("Hugo_Chavez", 20), lfw_image("Jean_Chretien", 20), strangers(1)[0]]
     r = facedex("identify", g, *probes, "--json", "--annotate", tmp_path / "ann", check_rc=0)
-    results = json.loads(r.stdout)
+    doc = check_schema("identify", json.loads(r.stdout))
+    assert doc["threshold"]["value"] == 0.47 and doc["threshold"]["method"] == "default"  # which threshold applied
+    assert doc["summary"] == {"inputs": 3, "processed": 3, "failed": 0, "faces": 3, "named": 2}
+    results = doc["results"]
     assert [x["input"] for x in results] == [str(p) for p in probes]
     for res in results:
-        assert res["error"] is None and res["faces"]
+        assert res["error"] is None and res["faces"] and res["kind"] == "image"
+        assert res["threshold"] == {"value": 0.47, "method": "default"}
+        assert Path(res["annotated"]).parent == tmp_path / "ann" and Path(res["annotated"]).is_file()
         for face in res["faces"]:
             assert set(face) == {"box", "landmarks", "detection_score", "name", "similarity", "candidates"}
             assert len(face["box"]) == 4 and len(face["landmarks"]) == 5
@@ -60,24 +65,27 @@ def test_enroll_identify_people_forget_calibrate(tmp_path, people):
     assert sorted(os.listdir(tmp_path / "ann")) == sorted(p.name for p in probes)
 
     r = facedex("people", g, "--json", check_rc=0)
-    listing = json.loads(r.stdout)
+    listing = check_schema("people", json.loads(r.stdout))
     assert {p["name"]: p["faces"] for p in listing["people"]} == {
         "Hugo_Chavez": 4, "Ariel_Sharon": 4, "Jean Chrétien": 4}
     r = facedex("people", g, "Jean Chrétien", check_rc=0)
     assert "Jean_Chretien_0001.jpg" in r.stdout
+    check_schema("person", json.loads(facedex("people", g, "Jean Chrétien", "--json", check_rc=0).stdout))
 
     r = facedex("calibrate", g, "--fpir", "0.1", "--json", check_rc=0)
-    cal = json.loads(r.stdout)
+    cal = check_schema("calibrate", json.loads(r.stdout))["threshold"]
     assert cal["method"] == "calibrated" and cal["stranger_searches"] == 12
+    assert cal["calibrated_at"].endswith("Z") and cal["calibrated_at"][:2] == "20"  # ISO 8601, not an epoch
     r = facedex("identify", g, probes[0], check_rc=0)
     assert "calibrated for FPIR 0.1" in r.stderr
 
     r = facedex("forget", g, "Jean Chrétien", "Nobody", "--json", check_rc=1)
-    out = json.loads(r.stdout)
+    out = check_schema("forget", json.loads(r.stdout))["results"]
     assert out[0]["forgotten"] and out[0]["faces"] == 4
-    assert not out[1]["forgotten"] and "Nobody" in out[1]["error"]
+    assert not out[1]["forgotten"] and "Nobody" in out[1]["error"]["message"]
+    assert out[1]["error"]["code"] == "gallery.person_not_found"
     r = facedex("identify", g, probes[1], "--json", check_rc=0)
-    assert all(f["name"] != "Jean Chrétien" for f in json.loads(r.stdout)[0]["faces"])
+    assert all(f["name"] != "Jean Chrétien" for f in json.loads(r.stdout)["results"][0]["faces"])
 
 
 def test_identify_exit_code_1_when_some_inputs_fail(tmp_path, people):
@@ -86,10 +94,10 @@ def test_identify_exit_code_1_when_some_inputs_fail(tmp_path, people):
     (tmp_path / "bad.jpg").write_bytes(b"")
     r = facedex("identify", g, lfw_image("Ariel_Sharon", 30), tmp_path / "bad.jpg", tmp_path / "nope.png",
                 "--json", check_rc=1)
-    res = json.loads(r.stdout)
+    res = check_schema("identify", json.loads(r.stdout))["results"]
     assert res[0]["error"] is None and res[0]["faces"]
-    assert "empty" in res[1]["error"] and res[1]["faces"] == []
-    assert "no such file" in res[2]["error"]
+    assert "empty" in res[1]["error"]["message"] and res[1]["faces"] == [] and res[1]["error"]["code"] == "media.corrupt"
+    assert "no such file" in res[2]["error"]["message"] and res[2]["error"]["code"] == "media.not_found"
 
 
 def test_enroll_exit_code_1_and_report_when_some_images_fail(tmp_path, people):
@@ -103,17 +111,23 @@ def test_usage_errors_exit_2(tmp_path):
     r = facedex("identify", tmp_path / "missing.gallery", lfw_image("Ariel_Sharon", 1), check_rc=2)
     assert "no gallery" in r.stderr
     r = facedex("enroll", tmp_path / "g.gallery", tmp_path, "--min-face", "-5", check_rc=2)
-    assert "min_face" in r.stderr
+    assert "--min-face" in r.stderr and "must be >= 0" in r.stderr
+    for bad in ("5", "-3", "nan", "inf", "x"):
+        r = facedex("identify", tmp_path / "g.gallery", lfw_image("Ariel_Sharon", 1), "--threshold", bad, check_rc=2)
+        assert "--threshold" in r.stderr
+    r = facedex("identify", tmp_path / "missing.gallery", lfw_image("Ariel_Sharon", 1), "--json", check_rc=2)
+    assert check_schema("error", json.loads(r.stdout))["error"]["code"] == "gallery.not_found"
     r = facedex("enroll", tmp_path / "g2.gallery", tmp_path, "--embedder", "no-such-model", check_rc=2)
     assert "sface-2021dec" in r.stderr  # lists the known embedders
 
 
 def test_detect_json(tmp_path):
     r = facedex("detect", lfw_image("Colin_Powell", 10), tmp_path / "x.jpg", "--json", check_rc=1)
-    res = json.loads(r.stdout)
-    assert len(res[0]["faces"]) == 3 and res[1]["error"]
+    res = check_schema("detect", json.loads(r.stdout))["results"]
+    assert len(res[0]["faces"]) == 3 and res[1]["error"]["code"] == "media.not_found"
     r = facedex("models", "--json", check_rc=0)
-    assert {m["name"] for m in json.loads(r.stdout)} == {"yunet-2023mar", "sface-2021dec", "dlib-resnet-v1"}
+    models = check_schema("models", json.loads(r.stdout))["models"]
+    assert {m["name"] for m in models} == {"yunet-2023mar", "sface-2021dec", "dlib-resnet-v1"}
 
 
 def test_sigkill_during_enroll_leaves_a_consistent_gallery_that_completes(tmp_path):

@@ -13,6 +13,7 @@ import facedex
 from facedex import models
 from facedex.errors import (
     CalibrationError,
+    ConfigError,
     EmbedderMismatchError,
     GalleryError,
     GalleryNotFoundError,
@@ -240,26 +241,51 @@ def test_a_photo_with_several_faces_is_not_silently_enrolled(tmp_path):
         assert face["box"][2] > 80  # the large central face, not a bystander
 
 
-def test_identify_many_carries_on_after_bad_inputs(base_gallery, tmp_path):
+def test_identify_paths_carries_on_after_bad_inputs(base_gallery, tmp_path):
     (tmp_path / "bad.jpg").write_text("nope")
     inputs = [lfw_image("Hugo_Chavez", 9), tmp_path / "bad.jpg", tmp_path / "missing.jpg",
               lfw_image("Ariel_Sharon", 9)]
     with facedex.Gallery.open(base_gallery) as g:
-        results = list(g.identify_many(inputs))
+        run = facedex.identify_paths(g, inputs)
+        assert run.threshold.method == "default" and run.threshold.value == pytest.approx(0.47)
+        results = list(run)
     assert [r.ok for r in results] == [True, False, False, True]
     assert "bad.jpg" in results[1].error and "missing.jpg" in results[2].error
+    assert results[1].error.code == "media.unsupported" and results[2].error.code == "media.not_found"
+    assert all(r.threshold.value == pytest.approx(0.47) for r in results)
     assert any(f.name == "Hugo_Chavez" for f in results[0].faces)
     assert any(f.name == "Ariel_Sharon" for f in results[3].faces)
     with facedex.Gallery.open(base_gallery) as g, pytest.raises(MediaNotFoundError):
         g.identify(tmp_path / "missing.jpg")
 
 
+def test_threshold_is_resolved_once_and_checked(base_gallery):
+    with facedex.Gallery.open(base_gallery) as g:
+        for bad in (5, -3, float("nan"), float("inf"), "x"):
+            with pytest.raises(ConfigError):
+                facedex.identify_paths(g, [lfw_image("Hugo_Chavez", 9)], threshold=bad)
+            with pytest.raises(ConfigError):
+                g.set_threshold(bad)
+        run = facedex.identify_paths(g, [lfw_image("Hugo_Chavez", 9)], threshold=0.99)
+        assert run.threshold.method == "override"
+        (res,) = list(run)
+        assert res.faces and all(f.name is None for f in res.faces)  # nobody reaches 0.99
+
+
+def test_an_index_that_cannot_be_trained_is_a_clear_error(base_gallery):
+    with facedex.Gallery.open(base_gallery, index="IVF1024,Flat") as g, pytest.raises(ConfigError, match="Flat"):
+        g.identify(lfw_image("Hugo_Chavez", 9))
+    with pytest.raises(ConfigError, match="index"):
+        facedex.Gallery.open(base_gallery, index="NotAnIndex")
+
+
 def test_person_names_are_validated(tmp_path):
     with facedex.Gallery.open(tmp_path / "g.gallery", create=True) as g:
-        for bad in ["", "   ", "tab\there", "x" * 201]:
+        for bad in ["", "   ", "\x00\x1b\u202e", "x" * 201]:
             r = g.enroll([lfw_image("Hugo_Chavez", 1)], person=bad)
-            assert r.failed == 1
-        r = g.enroll([lfw_image("Hugo_Chavez", 1)], person="  José Martí  ")
+            assert r.failed == 1 and r.items[0].code == "name.invalid"
+        # one name rule everywhere: NFC, control characters dropped, spaces collapsed
+        r = g.enroll([lfw_image("Hugo_Chavez", 1)], person="  José\tMartí\x1b  ")
         assert r.added == 1 and g.people()[0].name == "José Martí"
 
 

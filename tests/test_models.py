@@ -26,7 +26,7 @@ def test_unknown_names_list_the_known_ones():
 
 
 def test_import_loads_no_model_and_no_runtime():
-    code = ("import sys, facedex; import facedex.api, facedex.cli.main; "
+    code = ("import sys, facedex; import facedex.identify.gallery, facedex.cli.main; "
             "print(any(m in sys.modules for m in ('onnxruntime', 'onnx', 'faiss')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import facedex
-from facedex.video import ArraySource, VideoOptions, identify_video
+from facedex.video import ArraySource, VideoOptions
 
 from .video_fixtures.clips import clip_cache, pair_clip, scene_clip, single_clip
 from .video_fixtures.synth import ClipSpec, Shot, render, rotate_mp4, write_video
@@ -28,7 +28,7 @@ def gallery(base_gallery):
 
 @pytest.fixture(scope="session")
 def scene_result(gallery, clips):
-    return identify_video(gallery, clips.video(scene_clip(), "mp4")).result()
+    return gallery.identify_video(clips.video(scene_clip(), "mp4")).result()
 
 
 def _by_name(result):
@@ -96,7 +96,7 @@ def test_scene_clip_json_shape(scene_result):
 
 
 def test_without_scene_cut_detection_tracks_still_split_by_appearance(gallery, clips):
-    res = identify_video(gallery, clips.video(scene_clip(), "mp4"), VideoOptions(scene_cut=0)).result()
+    res = gallery.identify_video(clips.video(scene_clip(), "mp4"), VideoOptions(scene_cut=0)).result()
     named = _by_name(res)
     assert {n for n in named if n} == {"Colin_Powell", "Tony_Blair", "Hugo_Chavez"}
     assert all(len(named[n]) == 1 for n in ("Colin_Powell", "Tony_Blair", "Hugo_Chavez"))
@@ -104,7 +104,7 @@ def test_without_scene_cut_detection_tracks_still_split_by_appearance(gallery, c
 
 @pytest.mark.parametrize("codec", ["mp4", "mov", "mkv", "webm", "webm-vp9", "avi", "avi-xvid"])
 def test_codecs_and_containers(gallery, clips, codec):
-    res = identify_video(gallery, clips.video(pair_clip(), codec)).result()
+    res = gallery.identify_video(clips.video(pair_clip(), codec)).result()
     names = sorted((t.name or "") for t in res.tracks)
     assert names == ["", "Ariel_Sharon"], [(t.name, t.frames, t.similarity) for t in res.tracks]
     assert res.frames_decoded == 24 and res.duration == pytest.approx(2.4, abs=0.01)
@@ -114,7 +114,7 @@ def test_animated_gif_with_per_frame_durations(gallery, clips):
     spec = pair_clip(seconds=1.2, fps=10.0)  # 12 frames
     durations = [100, 100, 100, 500, 100, 100, 1000, 100, 100, 100, 100, 300]
     path = clips.gif(spec, durations, tag="-durations")
-    res = identify_video(gallery, path).result()
+    res = gallery.identify_video(path).result()
     assert res.info.kind == "animation" and res.info.format == "GIF" and res.info.frame_count == 12
     assert res.duration == pytest.approx(sum(durations) / 1000, abs=1e-6)
     # sampling is by time: the long frames are sampled, the short ones at 5 per second
@@ -133,7 +133,7 @@ def test_one_frame_gif_is_one_frame_track(gallery, tmp_path):
     rgb = next(render(single_clip()))[1]
     path = tmp_path / "one.gif"
     Image.fromarray(rgb).save(path, format="GIF", duration=250)
-    res = identify_video(gallery, path).result()
+    res = gallery.identify_video(path).result()
     assert [t.name for t in res.tracks] == ["Gerhard_Schroeder"]
     t = res.tracks[0]
     assert t.frames == 1 and t.first_seen == 0.0 and t.last_seen == pytest.approx(0.25)
@@ -162,13 +162,13 @@ def test_rotation_metadata_is_honoured(gallery, tmp_path):
         first = next(src.frames()).rgb
     assert first.shape == upright[0].shape
     assert np.abs(first.astype(int) - upright[0].astype(int)).mean() < 8
-    res = identify_video(gallery, rotated).result()
+    res = gallery.identify_video(rotated).result()
     assert [t.name for t in res.tracks] == ["Junichiro_Koizumi"]
 
 
 def test_stranger_stays_unknown_however_long(gallery, clips):
     spec = single_clip("stranger", seconds=6.0, fps=10.0, known=False)
-    res = identify_video(gallery, clips.video(spec, "mp4"), VideoOptions(sample_fps=None)).result()
+    res = gallery.identify_video(clips.video(spec, "mp4"), VideoOptions(sample_fps=None)).result()
     assert len(res.tracks) == 1 and res.tracks[0].frames == 60
     assert res.tracks[0].name is None and res.people == ()
 
@@ -188,7 +188,7 @@ def test_streaming_yields_tracks_before_the_end(gallery):
             produced.append(t)
             yield t, rgb
 
-    stream = identify_video(gallery, ArraySource(frames(), fps=spec.fps, name="generator"))
+    stream = gallery.identify_video(ArraySource(frames(), fps=spec.fps, name="generator"))
     first = next(stream)
     assert first.name == "Donald_Rumsfeld" and first.ended == "gap"
     assert len(produced) < 40  # of 80 frames: decided ~1 s after the face left
@@ -209,7 +209,7 @@ def test_broken_frames_are_skipped_and_counted(gallery, clips, tmp_path, codec):
         data[at:at + 1500] = rng.integers(0, 256, 1500, dtype=np.uint8).tobytes()
     broken = tmp_path / f"broken.{codec}"
     broken.write_bytes(bytes(data))
-    res = identify_video(gallery, broken).result()
+    res = gallery.identify_video(broken).result()
     assert res.broken_frames >= 1
     assert res.frames_decoded + res.broken_frames <= 30
     assert res.frames_decoded >= 20
@@ -221,7 +221,7 @@ def test_truncated_video_warns(gallery, clips, tmp_path):
     data = src.read_bytes()
     cut = tmp_path / "cut.mkv"
     cut.write_bytes(data[: len(data) // 2])
-    res = identify_video(gallery, cut).result()
+    res = gallery.identify_video(cut).result()
     assert res.error is None and 0.5 < res.duration < 2.5
     assert any("truncated" in w for w in res.warnings)
     assert {t.name for t in res.tracks} == {"Tony_Blair"}
@@ -229,14 +229,14 @@ def test_truncated_video_warns(gallery, clips, tmp_path):
 
 def test_bytes_input_and_threshold_override(gallery, clips):
     data = clips.video(pair_clip(), "mp4").read_bytes()
-    res = identify_video(gallery, data, name="upload.mp4").result()
+    res = gallery.identify_video(data, name="upload.mp4").result()
     assert res.input == "upload.mp4" and sorted(t.name or "" for t in res.tracks) == ["", "Ariel_Sharon"]
-    strict = identify_video(gallery, data, threshold=0.99).result()
+    strict = gallery.identify_video(data, threshold=0.99).result()
     assert all(t.name is None and t.threshold == 0.99 for t in strict.tracks)
 
 
 def test_embedding_every_face_gives_the_same_decisions(gallery, clips, scene_result):
-    every = identify_video(gallery, clips.video(scene_clip(), "mp4"), VideoOptions(embed_interval=0)).result()
+    every = gallery.identify_video(clips.video(scene_clip(), "mp4"), VideoOptions(embed_interval=0)).result()
     assert [(t.name, t.first_seen, t.last_seen) for t in every.tracks] == \
         [(t.name, t.first_seen, t.last_seen) for t in scene_result.tracks]
     for a, b in zip(every.tracks, scene_result.tracks):

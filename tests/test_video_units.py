@@ -13,7 +13,7 @@ import pytest
 from facedex.errors import ConfigError
 from facedex.types import Face
 from facedex.video import VideoOptions, sampler, summarize_people
-from facedex.video.content import sniff_head
+from facedex.media.sniff import sniff_head
 from facedex.video.scene import SceneCutDetector
 from facedex.video.tracker import FaceTracker, face_weight
 from facedex.video.types import format_time
@@ -106,7 +106,7 @@ def test_summarize_people_merges_touching_ranges():
 
 
 def test_timeline_bar():
-    from facedex.cli.gallery import timeline_bar
+    from facedex.cli.show import timeline_bar
 
     bar = timeline_bar([(0.0, 1.0), (3.0, 4.0)], 4.0, width=8)
     assert len(bar) == 8 and bar[0:2] == bar[6:8] and bar[0] != bar[3] and bar[2:6] == bar[3] * 4
@@ -235,7 +235,7 @@ def test_scene_cut_detector():
 # -- annotation --------------------------------------------------------------------------------
 def test_annotation_boxes_are_interpolated_between_samples():
     from facedex.types import Candidate
-    from facedex.video.annotate import _Boxes
+    from facedex.render.video import _Boxes
     from facedex.video.types import Track, TrackPoint
 
     pts = (TrackPoint(0.0, (0.0, 0.0, 10.0, 10.0), 1.0), TrackPoint(0.2, (20.0, 0.0, 10.0, 10.0), 1.0))

@@ -9,8 +9,10 @@ import (models load on first use)::
     for face in gallery.identify("photo.jpg"):
         print(face.name or "unknown", round(face.similarity, 3))
 
+    for result in facedex.identify_paths(gallery, ["photos/", "clip.mp4"]):
+        print(result.to_dict())               # one per photo, GIF or video; the CLI's JSON
+    facedex.verify("a.jpg", "b.jpg").same_person
     faces = facedex.detect("photo.jpg")       # boxes, landmarks, scores
-    video = gallery.identify_video("clip.mp4").result()   # one decision per face track
 """
 
 from __future__ import annotations
@@ -21,8 +23,13 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Gallery": "facedex.api",
-    "detect": "facedex.api",
+    "Gallery": "facedex.identify.gallery",
+    "detect": "facedex.identify.gallery",
+    "identify_paths": "facedex.identify.run",
+    "IdentifyRun": "facedex.identify.run",
+    "verify": "facedex.identify.verify",
+    "Verification": "facedex.identify.verify",
+    "MediaInput": "facedex.media.inputs",
     "FacePipeline": "facedex.pipeline",
     "DetectorConfig": "facedex.faces.detect",
     "load_image": "facedex.media",
@@ -35,13 +42,17 @@ _EXPORTS = {
     "FacedexError": "facedex.errors",
     "VideoOptions": "facedex.video.types",
     "VideoResult": "facedex.video.types",
+    "ErrorInfo": "facedex.types",
     "Track": "facedex.video.types",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .api import Gallery, detect
+    from .identify.gallery import Gallery, detect
+    from .identify.run import IdentifyRun, identify_paths
+    from .identify.verify import Verification, verify
+    from .media.inputs import MediaInput
     from .errors import FacedexError
     from .faces.detect import DetectorConfig
     from .media import load_image

@@ -57,7 +57,8 @@ class ModelCard:
     path. ``mean``/``std`` are applied outside the graph to pixel values in
     0..255 (SFace normalises inside its graph, so they are 0 and 1 there).
     ``default_threshold`` is the open-set similarity threshold used by a
-    gallery that has not been calibrated yet.
+    gallery that has not been calibrated yet; ``verify_threshold`` the 1:1
+    threshold of :func:`facedex.verify` (two photos, same person?).
     """
 
     name: str
@@ -72,6 +73,7 @@ class ModelCard:
     alignment: str | None = None
     template: tuple[tuple[float, float], ...] | None = None
     default_threshold: float | None = None
+    verify_threshold: float | None = None
     license: str = ""
     reference: str = ""
     prepare: str = "float32"  # preparation recipe, see _PREPARERS ("none": use the source as is)
@@ -138,6 +140,10 @@ register(
         # gallery exceeds 0.473 for 1 % of strangers (docs/FACTS). A gallery
         # should be calibrated; until then this errs on the side of "unknown".
         default_threshold=0.47,
+        # 1:1 verification (`facedex verify`): the threshold of best accuracy on
+        # LFW View 2, the median over the 10 folds (0.328-0.339; 99.37 %,
+        # bench/results/lfw_accuracy.json).
+        verify_threshold=0.331,
         license="Apache-2.0 (OpenCV Zoo)",
         reference="Zhong et al., SFace: Sigmoid-Constrained Hypersphere Loss, TIP 2021",
         prepare="float32",

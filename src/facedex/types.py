@@ -7,6 +7,7 @@ as decoded (after EXIF orientation), floats, origin top-left.
 
 from __future__ import annotations
 
+import datetime as _dt
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,38 @@ LANDMARK_NAMES = ("eye_left", "eye_right", "nose", "mouth_left", "mouth_right")
 
 def _r(x: float, nd: int = 2) -> float:
     return round(float(x), nd)
+
+
+def iso_time(epoch: float | None) -> str | None:
+    """An epoch time as ISO 8601 UTC (``2026-11-30T08:24:35Z``), for JSON."""
+    if epoch is None:
+        return None
+    return _dt.datetime.fromtimestamp(float(epoch), _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """Why one input (or item) failed: a stable ``code`` (see
+    :mod:`facedex.errors`) and a message that names the item."""
+
+    code: str
+    message: str
+
+    @classmethod
+    def of(cls, err: BaseException) -> "ErrorInfo":
+        from .errors import error_dict
+
+        d = error_dict(err)
+        return cls(d["code"], d["message"])
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __contains__(self, text: str) -> bool:  # `"no such file" in result.error`
+        return text in self.message
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
 
 
 @dataclass(frozen=True)
@@ -65,6 +98,16 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class Decision:
+    """What the gallery answered for one embedding: ``name`` (``None`` for
+    unknown), the ``similarity`` behind it and the closest ``candidates``."""
+
+    name: str | None
+    similarity: float
+    candidates: tuple[Candidate, ...]
+
+
+@dataclass(frozen=True)
 class Identification:
     """The decision for one face: a person, or ``name=None`` for unknown.
 
@@ -95,11 +138,19 @@ class Identification:
 
 @dataclass(frozen=True)
 class ImageResult:
-    """Everything facedex found in one input; ``error`` set when it failed."""
+    """Everything facedex found in one photo; ``error`` set when it failed.
+
+    ``threshold`` is the threshold the faces were decided with; ``annotated``
+    the path of the annotated copy, when one was asked for and written.
+    """
 
     input: str
     faces: tuple[Identification, ...] = ()
-    error: str | None = None
+    error: ErrorInfo | None = None
+    threshold: "Threshold | None" = None
+    annotated: str | None = None
+
+    kind = "image"
 
     @property
     def ok(self) -> bool:
@@ -108,8 +159,11 @@ class ImageResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "input": self.input,
-            "error": self.error,
+            "kind": "image",
+            "error": None if self.error is None else self.error.to_dict(),
+            "threshold": None if self.threshold is None else self.threshold.brief(),
             "faces": [f.to_dict() for f in self.faces],
+            "annotated": self.annotated,
         }
 
 
@@ -118,7 +172,9 @@ class EnrollItem:
     """What happened to one enrollment image.
 
     ``status`` is ``"added"``, ``"skipped"`` (already enrolled: same person,
-    same file content) or ``"failed"`` (``reason`` says why).
+    same file content) or ``"failed"`` (``reason`` says why, ``code`` is the
+    error's stable code). ``note`` explains a choice that was made (which of
+    several faces was taken).
     """
 
     path: str
@@ -126,20 +182,28 @@ class EnrollItem:
     status: str
     reason: str | None = None
     faces_added: int = 0
+    code: str | None = None
+    note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "person": self.person,
             "status": self.status,
+            "code": self.code,
             "reason": self.reason,
+            "note": self.note,
             "faces_added": self.faces_added,
         }
 
 
 @dataclass(frozen=True)
 class EnrollReport:
+    """Every item of one enrollment, and warnings about the people (a name that
+    looks like another person's spelling, a person left without a face)."""
+
     items: tuple[EnrollItem, ...] = field(default_factory=tuple)
+    warnings: tuple[str, ...] = ()
 
     def count(self, status: str) -> int:
         return sum(1 for i in self.items if i.status == status)
@@ -161,8 +225,13 @@ class EnrollReport:
             "added": self.added,
             "skipped": self.skipped,
             "failed": self.failed,
+            "warnings": list(self.warnings),
             "items": [i.to_dict() for i in self.items],
         }
+
+
+#: Detail keys that hold epoch times, shown as ISO 8601 in JSON.
+_TIME_KEYS = ("calibrated_at", "set_at")
 
 
 @dataclass(frozen=True)
@@ -170,12 +239,20 @@ class Threshold:
     """The open-set threshold in force and where it came from.
 
     ``method`` is ``"default"`` (the embedder card's value, not fitted to this
-    gallery) or ``"calibrated"``; ``details`` holds the calibration figures.
+    gallery), ``"calibrated"`` (``facedex calibrate``), ``"manual"`` (set by
+    hand for the gallery) or ``"override"`` (given for one run);
+    ``details`` holds the calibration figures.
     """
 
     value: float
     method: str
     details: dict[str, Any] = field(default_factory=dict)
 
+    def brief(self) -> dict[str, Any]:
+        """Value and method only (what each result carries)."""
+        return {"value": _r(self.value, 4), "method": self.method}
+
     def to_dict(self) -> dict[str, Any]:
-        return {"value": _r(self.value, 4), "method": self.method, **self.details}
+        details = {k: (iso_time(v) if k in _TIME_KEYS and isinstance(v, (int, float)) else v)
+                   for k, v in self.details.items()}
+        return {"value": _r(self.value, 4), "method": self.method, **details}

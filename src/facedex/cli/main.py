@@ -1,8 +1,9 @@
 """``facedex`` command line: argument parsing, logging, exit codes.
 
-Exit codes: 0 every input processed; 1 some inputs failed (the rest were
-processed and reported); 2 usage errors, or an error that stopped the command
-before any input (missing gallery, wrong embedder…).
+Every command module in this package parses its arguments, calls the library
+and prints; the work itself is in the library (``facedex.identify.run``,
+``facedex.identify.enroll``…), which the HTTP service calls too. Exit codes
+are the table in :mod:`facedex.cli.common`.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import FacedexError
-from .output import err
+from .common import EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, HelpFormatter, add_global_options
+from .output import emit_json, err, use_safe_streams
 
-EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+_SKIP = ("main", "output", "common")
 
 
 def _command_modules() -> list:
@@ -29,7 +31,7 @@ def _command_modules() -> list:
 
     found = []
     for info in pkgutil.iter_modules(cli.__path__):
-        if info.name in ("main", "output", "common"):
+        if info.name in _SKIP:
             continue
         module = importlib.import_module(f"{cli.__name__}.{info.name}")
         if hasattr(module, "register"):
@@ -38,15 +40,23 @@ def _command_modules() -> list:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    codes = "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES.items())
     parser = argparse.ArgumentParser(
         prog="facedex",
-        description="Who is this? Identify faces in photos against a gallery you build. "
-                    "Everything runs locally.",
+        description="Who is this? Identify the faces in photos, GIFs and videos against a gallery of people "
+                    "you build from your own images. Everything runs locally; 'unknown' is an answer.",
+        epilog="typical use:\n"
+               "  facedex enroll my.gallery people/          # people/<Name>/*.jpg\n"
+               "  facedex calibrate my.gallery               # set the unknown-threshold from the gallery\n"
+               "  facedex identify my.gallery photo.jpg clip.mp4 --annotate out/\n"
+               "  facedex verify a.jpg b.jpg                 # same person?\n\n"
+               f"exit codes:\n{codes}\n\n"
+               "Global options (-v, --runtime) may come before or after the command. "
+               "`facedex COMMAND --help` shows examples for each command.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"facedex {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    parser.add_argument("--runtime", choices=["onnxruntime", "opencv"], default=None,
-                        help="inference runtime (default: $FACEDEX_RUNTIME or onnxruntime)")
+    add_global_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in _command_modules():
         module.register(sub)
@@ -54,18 +64,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    use_safe_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    as_json = bool(getattr(args, "json", False))
     try:
         return int(args.func(args) or EXIT_OK)
     except FacedexError as e:
         err(f"facedex {args.command}: error: {e}")
+        if as_json:
+            emit_json({"schema": "facedex.error/1", "error": e.to_dict()})
         return EXIT_USAGE
     except KeyboardInterrupt:
-        err("interrupted")
-        return 130
+        # Commands that report partial results catch this themselves; here
+        # nothing had been reported yet.
+        err(f"facedex {args.command}: interrupted")
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
 

@@ -23,6 +23,30 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"cannot serialise {type(obj).__name__}")
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in list(range(0x20)) + [0x7F] + list(range(0x80, 0xA0))}
+_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control characters (newlines, ESC…) are
+    shown escaped, undecodable bytes of file names (surrogate escapes) as
+    ``\\xNN``; nothing else changes."""
+    text = text.translate(_CONTROL)
+    if any(0xDC80 <= ord(c) <= 0xDCFF for c in text):
+        text = "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else c for c in text)
+    return text
+
+
+def use_safe_streams() -> None:
+    """Never crash on output: characters the terminal's encoding cannot show are
+    escaped (``\\uXXXX``) instead of raising UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):
+            pass
+
+
 def out(line: str = "") -> None:
     print(line, flush=True)
 

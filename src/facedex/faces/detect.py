@@ -29,7 +29,7 @@ _OUTPUTS = tuple(f"{kind}_{s}" for kind in ("cls", "obj", "bbox", "kps") for s i
 class DetectorConfig:
     """Detection settings.
 
-    ``score_threshold``: minimum detector confidence (0..1).
+    ``min_score``: minimum detection score, the detector's confidence (0..1).
     ``nms_threshold``: IoU above which overlapping boxes are merged.
     ``min_face``: faces whose shorter box side is below this many pixels (in
     the original image) are ignored.
@@ -38,15 +38,15 @@ class DetectorConfig:
     ``batch_size``: images of equal padded size run together.
     """
 
-    score_threshold: float = 0.6
+    min_score: float = 0.6
     nms_threshold: float = 0.3
     min_face: float = 20.0
     max_side: int = 1280
     batch_size: int = 16
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.score_threshold < 1.0:
-            raise ConfigError(f"score_threshold must be in (0, 1), got {self.score_threshold}")
+        if not 0.0 < self.min_score < 1.0:
+            raise ConfigError(f"min_score must be in (0, 1), got {self.min_score}")
         if not 0.0 < self.nms_threshold <= 1.0:
             raise ConfigError(f"nms_threshold must be in (0, 1], got {self.nms_threshold}")
         if self.min_face < 0:
@@ -95,7 +95,7 @@ class YuNetDetector:
     def _decode(self, outs: dict[str, np.ndarray], i: int, hw: tuple[int, int], scale: float) -> list[Face]:
         ph, pw = hw
         boxes, scores, kpss = [], [], []
-        thr = self.config.score_threshold
+        thr = self.config.min_score
         for s in _STRIDES:
             cols = pw // s
             cls = np.clip(outs[f"cls_{s}"][i, :, 0], 0, 1)

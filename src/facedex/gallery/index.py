@@ -26,6 +26,14 @@ SMALL_BATCH = 16
 _SEARCH_LOCK = threading.Lock()
 
 
+def _first_line(err: BaseException) -> str:
+    """The readable part of a faiss error (after its C++ location)."""
+    text = " ".join(str(err).split())
+    if "failed: " in text:
+        return text.split("failed: ", 1)[1]
+    return text.rsplit(": ", 1)[-1]
+
+
 class VectorIndex:
     """Inner-product search over ``dim``-dimensional unit vectors.
 
@@ -42,7 +50,8 @@ class VectorIndex:
         try:
             self._index = faiss.index_factory(self.dim, description, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as err:
-            raise ConfigError(f"invalid index description {description!r}: {err}") from None
+            raise ConfigError(f"invalid index description {description!r} ({_first_line(err)}); "
+                              "see faiss's index_factory strings, e.g. 'Flat', 'HNSW32', 'IVF1024,Flat'") from None
 
     @property
     def ntotal(self) -> int:
@@ -53,7 +62,13 @@ class VectorIndex:
         if x.shape[0] == 0:
             return
         if not self._index.is_trained:
-            self._index.train(x)
+            try:
+                self._index.train(x)
+            except RuntimeError as err:
+                raise ConfigError(
+                    f"index {self.description!r} cannot be trained on {x.shape[0]:,} faces ({_first_line(err)}); "
+                    "such indexes need many more faces than their number of lists or codes — "
+                    "use the default exact index 'Flat' for a gallery of this size") from None
         self._index.add(x)
 
     def _search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

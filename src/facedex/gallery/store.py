@@ -18,7 +18,6 @@ import logging
 import os
 import sqlite3
 import time
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -31,6 +30,7 @@ from ..errors import (
     GalleryNotFoundError,
     PersonNotFoundError,
 )
+from ..names import person_name as clean_name
 
 log = logging.getLogger(__name__)
 
@@ -68,21 +68,6 @@ CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);
 CREATE INDEX IF NOT EXISTS faces_source ON faces(source_id);
 CREATE INDEX IF NOT EXISTS sources_sha ON sources(sha256);
 """
-
-
-def clean_name(name: str) -> str:
-    """Validate a person's name: any Unicode, NFC-normalised, trimmed, no control
-    characters, 1..200 characters."""
-    if not isinstance(name, str):
-        raise GalleryError(f"a person's name must be text, got {type(name).__name__}")
-    cleaned = unicodedata.normalize("NFC", name).strip()
-    if not cleaned:
-        raise GalleryError("a person's name cannot be empty")
-    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in cleaned):
-        raise GalleryError(f"person name {cleaned!r} contains control characters")
-    if len(cleaned) > 200:
-        raise GalleryError(f"person name is {len(cleaned)} characters long; the limit is 200")
-    return cleaned
 
 
 @dataclass(frozen=True)
@@ -285,15 +270,17 @@ class GalleryStore:
         ).fetchall()
         return [r[0] for r in rows]
 
-    def add_sources(self, records: Iterable[SourceRecord], embedder_id: str) -> list[int]:
+    def add_sources(self, records: Iterable[SourceRecord], embedder_id: str) -> list[list[int]]:
         """Add whole records (a source and its faces) in one transaction.
 
-        Records whose (person, sha256) is already stored are skipped. Returns
-        the face ids added, in order.
+        Returns, per record, the face ids this call added: an empty list when
+        the record's (person, sha256) was already stored (by an earlier run, or
+        by another process at the same moment), so callers report what *they*
+        stored.
         """
         self.require_embedder(embedder_id)
         dim = int(self.embedder_card().get("embedding_dim") or 0)
-        added: list[int] = []
+        added: list[list[int]] = []
         with self.transaction() as c:
             for rec in records:
                 if not rec.faces:
@@ -305,12 +292,14 @@ class GalleryStore:
                     (pid, rec.path, rec.sha256, time.time()),
                 )
                 if cur.rowcount == 0:
+                    added.append([])
                     continue
                 sid = int(cur.lastrowid)
-                for f in rec.faces:
-                    added.append(self._insert_face(c, pid, sid, f, dim))
-            if added:
+                added.append([self._insert_face(c, pid, sid, f, dim) for f in rec.faces])
+            if any(added):
                 self._bump(c)
+            # a person created for records that were all already stored stays only if it has faces
+            c.execute("DELETE FROM people WHERE NOT EXISTS (SELECT 1 FROM faces f WHERE f.person_id = people.id)")
         return added
 
     def add_faces(self, person: str, faces: Iterable[FaceRecord], embedder_id: str) -> list[int]:
@@ -391,6 +380,17 @@ class GalleryStore:
             raise GalleryError(f"{self.path}: stored embeddings do not have {dim} dimensions; the file is damaged")
         vectors = np.frombuffer(blob, dtype="<f4").reshape(n, dim if dim else -1).astype(np.float32) if n else np.zeros((0, dim), np.float32)
         return EmbeddingTable(face_ids=ids, labels=labels, names=names, vectors=vectors)
+
+    def vectors_of(self, person: str) -> np.ndarray:
+        """The embeddings of one person (``(0, dim)`` when not enrolled)."""
+        dim = int(self.embedder_card().get("embedding_dim") or 0)
+        rows = self._conn.execute(
+            "SELECT f.embedding FROM faces f JOIN people p ON p.id = f.person_id WHERE p.name = ? ORDER BY f.id",
+            (clean_name(person),),
+        ).fetchall()
+        if not rows:
+            return np.zeros((0, dim), np.float32)
+        return np.frombuffer(b"".join(r[0] for r in rows), dtype="<f4").reshape(len(rows), -1).astype(np.float32)
 
     def faces_of(self, person: str) -> list[dict[str, Any]]:
         name = clean_name(person)

@@ -3,14 +3,16 @@
 One decision per face track, with the gallery's open-set threshold::
 
     import facedex
-    from facedex.video import identify_video
 
     gallery = facedex.Gallery.open("my.gallery")
-    for track in identify_video(gallery, "clip.mp4"):        # streams, as tracks end
+    for track in gallery.identify_video("clip.mp4"):           # streams, as tracks end
         print(track.track, track.name or "unknown", track.first_seen, track.last_seen)
 
-    result = identify_video(gallery, "anim.gif").result()      # everything at once
+    result = gallery.identify_video("anim.gif").result()       # everything at once
     print(result.to_dict()["people"])
+
+Decoding is in :mod:`facedex.media.video`, drawing in :mod:`facedex.render.video`;
+this package samples, tracks and decides through a :class:`Matcher`.
 
 Nothing heavy is imported until a function is used. See ``docs/video.md``.
 """
@@ -24,35 +26,36 @@ _EXPORTS = {
     "identify_video": "facedex.video.identify",
     "TrackStream": "facedex.video.identify",
     "summarize_people": "facedex.video.identify",
-    "open_video": "facedex.video.decode",
-    "FrameSource": "facedex.video.decode",
-    "ArraySource": "facedex.video.decode",
-    "sniff": "facedex.video.content",
+    "Matcher": "facedex.video.identify",
+    "open_video": "facedex.media.video",
+    "FrameSource": "facedex.media.video",
+    "ArraySource": "facedex.media.video",
+    "sniff": "facedex.media.sniff",
     "sampler": "facedex.video.identify",
-    "VIDEO_SUFFIXES": "facedex.video.content",
+    "VIDEO_SUFFIXES": "facedex.media.sniff",
     "VideoOptions": "facedex.video.types",
-    "VideoInfo": "facedex.video.types",
+    "VideoInfo": "facedex.media.video",
     "VideoResult": "facedex.video.types",
     "Track": "facedex.video.types",
     "TrackPoint": "facedex.video.types",
     "PersonPresence": "facedex.video.types",
-    "Frame": "facedex.video.types",
+    "Frame": "facedex.media.video",
     "UnsupportedVideoError": "facedex.errors",
     "CorruptVideoError": "facedex.errors",
     "VideoTooLargeError": "facedex.errors",
-    "write_annotated": "facedex.video.annotate",
-    "contact_sheet": "facedex.video.annotate",
+    "write_annotated": "facedex.render.video",
+    "contact_sheet": "facedex.render.video",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..errors import CorruptVideoError, UnsupportedVideoError, VideoTooLargeError  # noqa: F401
-    from .annotate import contact_sheet, write_annotated  # noqa: F401
-    from .content import VIDEO_SUFFIXES, sniff  # noqa: F401
-    from .decode import ArraySource, FrameSource, open_video  # noqa: F401
-    from .identify import TrackStream, identify_video, sampler, summarize_people  # noqa: F401
-    from .types import Frame, PersonPresence, Track, TrackPoint, VideoInfo, VideoOptions, VideoResult  # noqa: F401
+    from ..media.sniff import VIDEO_SUFFIXES, sniff  # noqa: F401
+    from ..media.video import ArraySource, Frame, FrameSource, VideoInfo, open_video  # noqa: F401
+    from ..render.video import contact_sheet, write_annotated  # noqa: F401
+    from .identify import Matcher, TrackStream, identify_video, sampler, summarize_people  # noqa: F401
+    from .types import PersonPresence, Track, TrackPoint, VideoOptions, VideoResult  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

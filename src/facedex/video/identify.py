@@ -6,28 +6,38 @@ ends (streaming, for long videos), or call :meth:`TrackStream.result` for a
 whole :class:`~facedex.video.types.VideoResult`.
 
 The decision for a track is made once, on the quality-weighted mean of the
-embeddings of all its faces, by :meth:`facedex.Gallery.decide` with the
-gallery's threshold — the same calibrated open-set threshold as for photos.
-A stranger's track therefore stays unknown however many frames it has:
-frames are not votes.
+embeddings of all its faces, by a :class:`Matcher` (a
+:class:`facedex.Gallery` is one) with the threshold it is given — the
+gallery's calibrated open-set threshold, the same as for photos. A stranger's
+track therefore stays unknown however many frames it has: frames are not votes.
+
+This module knows a matcher protocol and a face pipeline, not the gallery.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
 from ..errors import CorruptVideoError, MediaError
-from .decode import FrameSource, open_video
+from ..media.video import FrameSource, VideoInfo, open_video
+from ..types import Decision, Threshold
 from .scene import SceneCutDetector
 from .tracker import FaceTracker, LiveTrack, face_weight
-from .types import PersonPresence, StreamStats, Track, VideoInfo, VideoOptions, VideoResult
+from .types import PersonPresence, StreamStats, Track, VideoOptions, VideoResult
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..api import Gallery
+    from ..pipeline import FacePipeline
+
+
+class Matcher(Protocol):
+    """What video identification needs from a gallery: a decision per embedding
+    at a given threshold. :class:`facedex.Gallery` implements it."""
+
+    def decide(self, embeddings: np.ndarray, *, threshold: float | None = None) -> Sequence[Decision]: ...
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +69,13 @@ def sampler(sample_fps: float | None) -> Callable[[float], bool]:
     return want
 
 
-def summarize_people(tracks: Iterable[Track | tuple[int, str | None, float, float]]) -> tuple[PersonPresence, ...]:
-    """Per named person: the union of their tracks' time ranges (ranges that
-    touch or overlap are merged), the total seconds, and the track numbers;
-    ordered by first appearance. Unknown tracks are not people."""
+def summarize_people(tracks: Iterable[Track | tuple[int, str | None, float, float]],
+                     touch: float = 0.0) -> tuple[PersonPresence, ...]:
+    """Per named person: the union of their tracks' time ranges, the total
+    seconds, and the track numbers; ordered by first appearance. Unknown
+    tracks are not people. Ranges that overlap or touch are merged; they touch
+    when the gap between them is at most ``touch`` seconds (one sampling
+    period: nobody looked at the frames in between) or a millisecond."""
     spans: dict[str, list[tuple[float, float, int]]] = {}
     for t in tracks:
         tid, name, a, b = (t.track, t.name, t.first_seen, t.last_seen) if isinstance(t, Track) else t
@@ -73,7 +86,7 @@ def summarize_people(tracks: Iterable[Track | tuple[int, str | None, float, floa
         items.sort()
         ranges: list[list[float]] = []
         for a, b, _ in items:
-            if ranges and a <= ranges[-1][1] + 1e-6:
+            if ranges and a <= ranges[-1][1] + max(_EPS, touch):
                 ranges[-1][1] = max(ranges[-1][1], b)
             else:
                 ranges.append([a, b])
@@ -94,12 +107,14 @@ class TrackStream(Iterator[Track]):
     to stop early and release the decoder.
     """
 
-    def __init__(self, gallery: "Gallery", source: FrameSource, options: VideoOptions,
-                 threshold: float | None = None, progress: Progress | None = None):
-        self.gallery = gallery
+    def __init__(self, pipeline: "FacePipeline", matcher: Matcher, source: FrameSource, options: VideoOptions,
+                 threshold: Threshold | float, progress: Progress | None = None):
+        self.pipeline = pipeline
+        self.matcher = matcher
         self.options = options
         self.info: VideoInfo = source.info
-        self.threshold = gallery.threshold.value if threshold is None else float(threshold)
+        self.threshold_info = threshold if isinstance(threshold, Threshold) else Threshold(float(threshold), "override")
+        self.threshold = self.threshold_info.value
         self.stats = StreamStats()
         self._source = source
         self._progress = progress
@@ -127,7 +142,7 @@ class TrackStream(Iterator[Track]):
 
     def people(self) -> tuple[PersonPresence, ...]:
         """Who has been on screen so far (over the tracks that have ended)."""
-        return summarize_people(self._summary)
+        return summarize_people(self._summary, self.options.sample_period)
 
     def result(self) -> VideoResult:
         """Run to the end and gather everything into a :class:`VideoResult`."""
@@ -136,15 +151,15 @@ class TrackStream(Iterator[Track]):
         tracks = sorted(self, key=lambda t: (t.first_seen, t.track))
         s = self.stats
         return VideoResult(
-            input=self.info.input, tracks=tuple(tracks), people=summarize_people(tracks), info=self.info,
+            input=self.info.input, tracks=tuple(tracks), people=summarize_people(tracks, self.options.sample_period),
+            info=self.info,
             duration=s.end_time, frames_decoded=s.frames_decoded, frames_sampled=s.frames_sampled,
-            broken_frames=s.broken_frames, sample_fps=self.options.sample_fps, threshold=self.threshold,
+            broken_frames=s.broken_frames, sample_fps=self.options.sample_fps, threshold=self.threshold_info,
             warnings=tuple(s.warnings))
 
     # -- the work -------------------------------------------------------------------------------
     def _run(self) -> Iterator[Track]:
-        pipeline = self.gallery.pipeline
-        detector, embedder = pipeline.detector, pipeline.embedder
+        detector, embedder = self.pipeline.detector, self.pipeline.embedder
         tracker = FaceTracker(self.options)
         scenes = SceneCutDetector(self.options.scene_cut)
         src, s = self._source, self.stats
@@ -189,7 +204,7 @@ class TrackStream(Iterator[Track]):
         keep = sorted((t for t in finished if t.frames >= self.options.min_track_frames), key=lambda t: t.id)
         if not keep:
             return
-        decisions = self.gallery.decide(np.stack([t.aggregate for t in keep]), threshold=self.threshold)
+        decisions = self.matcher.decide(np.stack([t.aggregate for t in keep]), threshold=self.threshold)
         for lt, d in zip(keep, decisions):
             track = Track(
                 track=lt.id, name=d.name, similarity=float(d.similarity), candidates=tuple(d.candidates),
@@ -201,21 +216,25 @@ class TrackStream(Iterator[Track]):
             yield track
 
 
-def identify_video(gallery: "Gallery", source: "str | os.PathLike | bytes | FrameSource",
-                   options: VideoOptions | None = None, *, threshold: float | None = None,
+def identify_video(pipeline: "FacePipeline", matcher: Matcher, source: "str | os.PathLike | bytes | FrameSource",
+                   options: VideoOptions | None = None, *, threshold: Threshold | float,
                    progress: Progress | None = None, name: str | None = None) -> TrackStream:
     """Open a video or animated GIF/WebP/PNG and identify the people in it.
 
-    ``source`` is a path, the file's bytes, or a :class:`~facedex.video.decode.FrameSource`
-    (e.g. :class:`~facedex.video.decode.ArraySource` for frames you decoded
-    yourself). The file is opened, checked and its first frame decoded before
-    this returns, so an unusable input raises a
-    :class:`facedex.errors.MediaError` here, with a message that says why.
+    ``pipeline`` detects and embeds faces; ``matcher`` decides each track at
+    ``threshold`` (for a gallery: ``gallery.pipeline``, ``gallery`` and
+    ``gallery.resolve_threshold()`` — :meth:`facedex.Gallery.identify_video`
+    does exactly that). ``source`` is a path, the file's bytes, or a
+    :class:`~facedex.media.video.FrameSource` (e.g.
+    :class:`~facedex.media.video.ArraySource` for frames you decoded yourself).
+    The file is opened, checked and its first frame decoded before this
+    returns, so an unusable input raises a :class:`facedex.errors.MediaError`
+    here, with a message that says why.
 
-    >>> stream = identify_video(gallery, "clip.mp4")          # doctest: +SKIP
+    >>> stream = gallery.identify_video("clip.mp4")            # doctest: +SKIP
     >>> for track in stream:                                   # as each track ends
     ...     print(track.track, track.name or "unknown", track.first_seen, track.last_seen)
-    >>> result = identify_video(gallery, "clip.mp4").result()  # or everything at once
+    >>> result = gallery.identify_video("clip.mp4").result()   # or everything at once
     """
     options = options or VideoOptions()
     if isinstance(source, FrameSource):
@@ -224,5 +243,5 @@ def identify_video(gallery: "Gallery", source: "str | os.PathLike | bytes | Fram
         frames = open_video(source, name=name, max_pixels=options.max_pixels)
     else:
         raise MediaError(name or "<input>", f"unsupported video input type {type(source).__name__}; give a path, "
-                                            "bytes, or a facedex.video.ArraySource of frames")
-    return TrackStream(gallery, frames, options, threshold, progress)
+                                            "bytes, or a facedex.media.video.ArraySource of frames")
+    return TrackStream(pipeline, matcher, frames, options, threshold, progress)

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from ..types import Candidate, Face
+from ..media.video import Frame, VideoInfo  # noqa: F401 (part of the video stage's data)
+from ..types import Candidate, ErrorInfo, Face, Threshold
 
 
 def _t(x: float | None) -> float | None:
@@ -104,45 +105,6 @@ class VideoOptions:
 
 
 @dataclass(frozen=True)
-class VideoInfo:
-    """What the container says, read when the video is opened.
-
-    ``kind`` is ``"video"`` (decoded with FFmpeg) or ``"animation"`` (an
-    animated GIF, WebP or PNG, decoded with Pillow). ``width``/``height`` are
-    as displayed (after ``rotation`` degrees were applied). ``fps``,
-    ``frame_count`` and ``duration`` are the container's estimates and may be
-    ``None``; the measured duration is in :class:`VideoResult`.
-    """
-
-    input: str
-    kind: str
-    format: str
-    codec: str
-    width: int
-    height: int
-    fps: float | None
-    frame_count: int | None
-    duration: float | None
-    rotation: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "format": self.format, "codec": self.codec, "width": self.width,
-                "height": self.height, "fps": None if self.fps is None else round(self.fps, 3),
-                "frame_count": self.frame_count, "duration": _t(self.duration), "rotation": self.rotation}
-
-
-@dataclass(frozen=True, eq=False)
-class Frame:
-    """One decoded frame: its index among decoded frames, presentation time and
-    display duration (seconds), and the RGB ``uint8`` pixels."""
-
-    index: int
-    time: float
-    duration: float
-    rgb: np.ndarray
-
-
-@dataclass(frozen=True)
 class TrackPoint:
     """Where a track's face was in one sampled frame."""
 
@@ -228,6 +190,8 @@ class VideoResult:
     ``duration`` is measured (end of the last decoded frame). ``broken_frames``
     counts frames the decoder reported as undecodable and skipped;
     ``warnings`` notes anything else the user should know (a truncated file).
+    ``threshold`` is what every track was decided with; ``annotated`` and
+    ``contact_sheet`` the paths written when an annotated copy was asked for.
     """
 
     input: str
@@ -239,24 +203,25 @@ class VideoResult:
     frames_sampled: int = 0
     broken_frames: int = 0
     sample_fps: float | None = None
-    threshold: float | None = None
+    threshold: Threshold | None = None
     warnings: tuple[str, ...] = ()
-    error: str | None = None
+    error: ErrorInfo | None = None
+    annotated: str | None = None
+    contact_sheet: str | None = None
+
+    kind = "video"
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
-    @property
-    def kind(self) -> str:
-        return "video"
-
     def to_dict(self) -> dict[str, Any]:
         info = self.info
         return {
             "input": self.input,
-            "error": self.error,
             "kind": "video",
+            "error": None if self.error is None else self.error.to_dict(),
+            "threshold": None if self.threshold is None else self.threshold.brief(),
             "duration": _t(self.duration),
             "frames_decoded": self.frames_decoded,
             "frames_sampled": self.frames_sampled,
@@ -269,6 +234,8 @@ class VideoResult:
             "fps": None if info is None or info.fps is None else round(info.fps, 3),
             "sample_fps": self.sample_fps,
             "warnings": list(self.warnings),
+            "annotated": self.annotated,
+            "contact_sheet": self.contact_sheet,
         }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Union
@@ -21,8 +22,8 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from . import config
-from .errors import (
+from .. import config
+from ..errors import (
     CorruptMediaError,
     ImageTooLargeError,
     MediaError,
@@ -53,18 +54,6 @@ _SIGNATURES: list[tuple[bytes, int, str]] = [
     (b"ID3", 0, "an MP3 audio file"),
     (b"OggS", 0, "an Ogg media file"),
 ]
-
-
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files under ``folder`` by extension (recursive, sorted, hidden entries skipped).
-    Their content is checked when they are decoded."""
-    out = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                out.append(Path(root) / name)
-    return out
 
 
 def image_signature(head: bytes) -> str | None:
@@ -112,25 +101,32 @@ def item_name(source: ImageInput, name: str | None = None) -> str:
 
 
 def check_input_file(path: Path, item: str, kind: str = "an image") -> os.stat_result:
-    """Stat an input file: missing, unreadable, a folder or empty each raise an error naming ``item``."""
+    """Stat an input file before opening it: missing, unreadable, a folder, a
+    special file (FIFO, socket, device — opening one could block for ever) or
+    an empty file each raise an error naming ``item``."""
     try:
         st = path.stat()
     except FileNotFoundError:
         raise MediaNotFoundError(item, "no such file") from None
     except OSError as err:
         raise MediaNotFoundError(item, f"cannot access ({err.strerror or err})") from err
-    if path.is_dir():
+    if stat.S_ISDIR(st.st_mode):
         raise MediaNotFoundError(item, f"is a directory, not {kind} file")
+    if not stat.S_ISREG(st.st_mode):
+        what = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a special file")
+        raise UnsupportedMediaError(item, f"is {what}, not a regular file; refused without opening it")
     if st.st_size == 0:
         raise CorruptMediaError(item, "empty file (0 bytes)")
     return st
 
 
-def read_file(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+def read_file(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES, *, st: os.stat_result | None = None,
+              name: str | None = None) -> bytes:
     """Read a whole input file, with errors that name it."""
     p = Path(path)
-    item = str(path)
-    st = check_input_file(p, item)
+    item = name or str(path)
+    st = st or check_input_file(p, item)
     if st.st_size > max_bytes:
         raise ImageTooLargeError(item, f"file is {st.st_size:,} bytes; the limit is {max_bytes:,}")
     try:

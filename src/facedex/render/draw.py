@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .types import Face, Identification
+from ..types import Face, Identification
 
 KNOWN = (46, 204, 113)
 UNKNOWN = (231, 76, 60)

@@ -1,8 +1,11 @@
-"""Person names from the web → safe folder names.
+"""Person names: the one rule for every stage (gallery, collect, clean, train).
 
-A name scraped from a page or read from a URL list is untrusted text. It
-becomes one path component under DST with :func:`safe_name`; the original
-spelling is kept in the state database and the manifest. The rules, in order:
+:func:`person_name` is the name as facedex stores and shows it: a folder name,
+a ``--person`` argument, a name scraped from a web page or typed into the web
+page all go through it. :func:`person_key` says when two spellings are the same
+person. :func:`safe_name` turns a name into one path component (collect and
+clean write folders named after people); the original spelling is kept in
+their manifests. The rules of :func:`safe_name`, in order:
 
 1. Unicode NFC normalisation (``"e\\u0301"`` and ``"é"`` give the same folder).
 2. Control and format characters are dropped (C0/C1 controls, bidi overrides
@@ -26,12 +29,14 @@ Unicode letters are kept as they are (``"Zoë Ångström"`` stays readable).
 ``<hash>`` is the first 8 hex digits of the SHA-256 of the NFC name, so the
 result is deterministic.
 
-:func:`person_key` decides when two spellings are the *same person*: NFKC,
-case folding and collapsed whitespace, so ``"JEAN  Chrétien"`` and
-``"jean chrétien"`` share one folder (named after the first spelling seen).
-Two different people whose safe names clash — ``"A/B"`` and ``"A_B"``, or
-names equal only when the file system ignores case — are told apart by
-:func:`unique_folder`, which appends ``-<hash>`` of the person key.
+:func:`person_key` decides when two spellings are the *same person*:
+compatibility forms, case, accents, spacing, underscores and punctuation do
+not count, so ``"JEAN  Chrétien"``, ``"jean chretien"`` and ``"Jean_Chrétien"``
+(an LFW folder) are one person. Collect gives them one folder (named after the
+first spelling seen); ``facedex enroll`` warns when a new name has the key of
+a person already enrolled under another spelling. Two different people whose
+safe folder names still clash are told apart by :func:`unique_folder`, which
+appends ``-<hash>`` of the person key.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+
+from .errors import InvalidNameError
 
 #: Longest folder name, in UTF-8 bytes (file systems allow 255; room is left
 #: for a ``-<hash>`` suffix and for tools that add their own).
@@ -68,10 +75,32 @@ def clean_name(name: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+#: Longest person name, in characters.
+MAX_NAME_CHARS = 200
+
+
+def person_name(name: str) -> str:
+    """The person's name as facedex keeps it (:func:`clean_name`), checked: raises
+    :class:`facedex.errors.InvalidNameError` when nothing is left or it is longer
+    than :data:`MAX_NAME_CHARS` characters."""
+    if not isinstance(name, str):
+        raise InvalidNameError(f"a person's name must be text, got {type(name).__name__}")
+    cleaned = clean_name(name)
+    if not cleaned:
+        raise InvalidNameError(f"person name {name!r} is empty once control characters and spaces are removed")
+    if len(cleaned) > MAX_NAME_CHARS:
+        raise InvalidNameError(f"person name is {len(cleaned)} characters long; the limit is {MAX_NAME_CHARS}")
+    return cleaned
+
+
 def person_key(name: str) -> str:
-    """Identity of a person name: spellings with the same key are one person."""
-    text = unicodedata.normalize("NFKC", clean_name(name)).casefold()
-    return _SPACES.sub(" ", text).strip()
+    """Identity of a person name: spellings with the same key are one person
+    (compatibility forms, case, accents, spaces, underscores and punctuation
+    do not count: ``"José María_Aznar"`` and ``"jose maria aznar"`` agree)."""
+    text = unicodedata.normalize("NFKD", clean_name(name))
+    text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
+    key = "_".join("".join(c if c.isalnum() else " " for c in text).split())
+    return key or _SPACES.sub(" ", text).strip()
 
 
 def safe_name(name: str) -> str:

@@ -1,6 +1,6 @@
 """Decode videos and animations into a stream of RGB frames with timestamps.
 
-Two backends, looked up by the kind of file (see :mod:`facedex.video.content`):
+Two backends, looked up by the kind of file (see :mod:`facedex.media.sniff`):
 
 ``ffmpeg``
     Videos, through OpenCV's ``VideoCapture`` (the FFmpeg inside
@@ -37,7 +37,8 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -49,11 +50,53 @@ from ..errors import (
     UnsupportedVideoError,
     VideoTooLargeError,
 )
-from ..media import check_input_file, describe_bytes
-from .content import SUPPORTED, Sniffed, sniff
-from .types import Frame, VideoInfo
+from .image import check_input_file, describe_bytes
+from .sniff import SUPPORTED, Sniffed, sniff
 
 log = logging.getLogger(__name__)
+
+
+def _t(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 3)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says, read when the video is opened.
+
+    ``kind`` is ``"video"`` (decoded with FFmpeg) or ``"animation"`` (an
+    animated GIF, WebP or PNG, decoded with Pillow). ``width``/``height`` are
+    as displayed (after ``rotation`` degrees were applied). ``fps``,
+    ``frame_count`` and ``duration`` are the container's estimates and may be
+    ``None``; the measured duration is in :class:`VideoResult`.
+    """
+
+    input: str
+    kind: str
+    format: str
+    codec: str
+    width: int
+    height: int
+    fps: float | None
+    frame_count: int | None
+    duration: float | None
+    rotation: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "format": self.format, "codec": self.codec, "width": self.width,
+                "height": self.height, "fps": None if self.fps is None else round(self.fps, 3),
+                "frame_count": self.frame_count, "duration": _t(self.duration), "rotation": self.rotation}
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One decoded frame: its index among decoded frames, presentation time and
+    display duration (seconds), and the RGB ``uint8`` pixels."""
+
+    index: int
+    time: float
+    duration: float
+    rgb: np.ndarray
 
 #: Consecutive failed reads after which a video is taken to have ended: more
 #: than a group of pictures (up to 10 s at 30 fps) can be undecodable when its
@@ -325,7 +368,7 @@ class PillowSource(FrameSource):
                               None, count, None, 0)
 
     def frames(self, want: WantFrame | None = None) -> Iterator[Frame]:
-        from ..media import load_image
+        from .image import load_image
 
         im = self._im
         if im is None:
@@ -383,7 +426,7 @@ class ArraySource(FrameSource):
         self.info = VideoInfo(name, "video", "frames", "", 0, 0, fps, None, None, 0)
 
     def frames(self, want: WantFrame | None = None) -> Iterator[Frame]:
-        from ..media import load_image
+        from .image import load_image
 
         prev_t = None
         for i, item in enumerate(self._it):

@@ -8,7 +8,8 @@ OpenCV offers; VLC, mpv, QuickTime and Windows play it, browsers need H.264:
 ``ffmpeg -i out.mp4 -c:v libx264 web.mp4``) at the input's nominal frame
 rate; animated GIF, WebP and PNG are written in their own format with their
 own frame durations. :func:`contact_sheet` makes a PNG with each track's best
-face. Files are written under a temporary name and renamed into place.
+face. Files are written with :func:`facedex.files.atomic_path` (an exclusive
+temporary file, renamed into place).
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..draw import KNOWN, UNKNOWN, labelled_box
-from ..draw import font as _font
 from ..errors import MediaError
-from .decode import FrameSource, open_video
-from .types import Track, VideoInfo, format_time
+from ..files import atomic_path
+from ..media.video import FrameSource, VideoInfo, open_video
+from ..video.types import Track, format_time
+from .draw import KNOWN, UNKNOWN, labelled_box
+from .draw import font as _font
 
 log = logging.getLogger(__name__)
 
@@ -85,30 +87,26 @@ def draw_tracks(rgb: np.ndarray, items: Sequence[tuple[Track, Sequence[float]]])
     return np.asarray(im)
 
 
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
-
-
-def write_annotated(source: str | os.PathLike | bytes, tracks: Sequence[Track], out: str | os.PathLike,
+def write_annotated(source, tracks: Sequence[Track], out: str | os.PathLike,
                     *, name: str | None = None, max_pixels: int | None = None) -> Path:
     """Write ``source`` with ``tracks`` drawn on every frame to ``out``.
 
-    Give ``out`` the suffix of :func:`output_suffix` (``.mp4`` for videos, the
-    animation's own format otherwise); returns the path written.
+    ``source`` is a :class:`facedex.media.Motion` (opened again without being
+    sniffed again), a path or bytes. Give ``out`` the suffix of
+    :func:`output_suffix` (``.mp4`` for videos, the animation's own format
+    otherwise); returns the path written.
     """
+    from ..media.inputs import Motion
+
     out = Path(out)
-    frames = open_video(source, name=name, max_pixels=max_pixels)
+    frames = source.open() if isinstance(source, Motion) else open_video(source, name=name, max_pixels=max_pixels)
     boxes = _Boxes(tracks)
-    tmp = _tmp_name(out)
     try:
-        if frames.info.kind == "animation":
-            _write_animation(frames, boxes, tmp)
-        else:
-            _write_video(frames, boxes, tmp)
-        tmp.replace(out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        with atomic_path(out) as tmp:
+            if frames.info.kind == "animation":
+                _write_animation(frames, boxes, tmp)
+            else:
+                _write_video(frames, boxes, tmp)
     finally:
         frames.close()
     return out
@@ -153,13 +151,14 @@ def _write_animation(frames: FrameSource, boxes: _Boxes, tmp: Path) -> None:
     images[0].save(tmp, format=pil_format, save_all=True, append_images=images[1:], duration=durations, **extra)
 
 
-def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
-    """``text``, shortened with an ellipsis to fit ``width`` pixels."""
-    if draw.textlength(text, font=font) <= width:
-        return text
-    while text and draw.textlength(text + "…", font=font) > width:
+def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int, tail: str = "") -> str:
+    """``text + tail``, with ``text`` shortened by an ellipsis so that the whole
+    fits ``width`` pixels; ``tail`` (a similarity, a count) is never cut."""
+    if draw.textlength(text + tail, font=font) <= width:
+        return text + tail
+    while text and draw.textlength(text + "…" + tail, font=font) > width:
         text = text[:-1]
-    return text + "…"
+    return text + "…" + tail
 
 
 def contact_sheet(tracks: Sequence[Track], out: str | os.PathLike, *, title: str | None = None,
@@ -194,16 +193,15 @@ def contact_sheet(tracks: Sequence[Track], out: str | os.PathLike, *, title: str
         ty = y0 + cell + 4
         draw.text((x0, ty), _fit(draw, f"#{tr.track} {tr.name if tr.known else 'unknown'}", big, cell),
                   fill=color, font=big)
-        detail = (f"{tr.similarity:.2f}" if tr.known else
-                  f"closest {tr.candidates[0].name} {tr.candidates[0].similarity:.2f}" if tr.candidates else "")
-        draw.text((x0, ty + line), _fit(draw, detail, font, cell), fill=(60, 60, 60), font=font)
+        if tr.known:
+            detail = _fit(draw, "similarity", font, cell, f" {tr.similarity:.2f}")
+        elif tr.candidates:
+            detail = _fit(draw, f"closest {tr.candidates[0].name}", font, cell, f" {tr.candidates[0].similarity:.2f}")
+        else:
+            detail = ""
+        draw.text((x0, ty + line), detail, fill=(60, 60, 60), font=font)
         when = f"{format_time(tr.first_seen)} - {format_time(tr.last_seen)}, {tr.frames} fr"
         draw.text((x0, ty + 2 * line), _fit(draw, when, font, cell), fill=(60, 60, 60), font=font)
-    tmp = _tmp_name(out)
-    try:
+    with atomic_path(out) as tmp:
         sheet.save(tmp, format="PNG")
-        tmp.replace(out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return out

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import config
-from ..media import image_signature
+from .image import image_signature
 
 #: File name endings of videos, used only to find videos in folders and to
 #: word error messages; the content decides how a file is read.
