@@ -12,8 +12,26 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 RESULTS = BENCH / "results"
-LFW = Path(os.environ.get("FACEDEX_LFW", REPO.parent / "shared" / "data" / "lfw"))
-PAIRS = Path(os.environ.get("FACEDEX_LFW_PAIRS", LFW.parent / "pairs.txt"))
+
+
+def lfw_dir() -> Path:
+    """The LFW images: $FACEDEX_LFW, ../shared/data/lfw, then the data cache;
+    when there is none, stop with the command that fetches it."""
+    from facedex.datasets import DatasetNotFoundError, find_lfw
+
+    try:
+        return find_lfw()
+    except DatasetNotFoundError as e:
+        raise SystemExit(str(e)) from None
+
+
+def __getattr__(name: str):
+    # `from common import LFW, PAIRS` looks LFW up only in the benchmarks that use it.
+    if name == "LFW":
+        return lfw_dir()
+    if name == "PAIRS":
+        return Path(os.environ.get("FACEDEX_LFW_PAIRS", lfw_dir().parent / "pairs.txt"))
+    raise AttributeError(name)
 
 
 def machine() -> dict:
@@ -36,9 +54,10 @@ def machine() -> dict:
 
 def lfw_sample(n: int, seed: int = 0) -> list[Path]:
     """n LFW images spread over the whole set (every k-th file, sorted)."""
-    files = sorted(LFW.glob("*/*.jpg"))
+    lfw = lfw_dir()
+    files = sorted(lfw.glob("*/*.jpg"))
     if not files:
-        raise SystemExit(f"no LFW images under {LFW}; set FACEDEX_LFW")
+        raise SystemExit(f"no LFW images under {lfw}; set FACEDEX_LFW")
     step = max(1, len(files) // n)
     return files[::step][:n]
 

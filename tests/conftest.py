@@ -10,8 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from facedex.datasets import DatasetNotFoundError, find_lfw
+
 REPO = Path(__file__).resolve().parents[1]
-LFW = Path(os.environ.get("FACEDEX_LFW", REPO.parent / "shared" / "data" / "lfw"))
+# Looked for at $FACEDEX_LFW, ../shared/data/lfw, then the data cache (`facedex data fetch lfw`).
+try:
+    LFW, _LFW_MISSING = find_lfw(), None
+except DatasetNotFoundError as _e:
+    LFW, _LFW_MISSING = REPO / "lfw-not-found", str(_e)
 PAIRS = Path(os.environ.get("FACEDEX_LFW_PAIRS", LFW.parent / "pairs.txt"))
 
 # People with many LFW images (enrolled in test galleries) and people with one
@@ -25,11 +31,8 @@ def pytest_configure(config):
     # (CI sets it to reuse the cache built by the set-up step).
     if "FACEDEX_CACHE_DIR" not in os.environ:
         os.environ["FACEDEX_CACHE_DIR"] = tempfile.mkdtemp(prefix="facedex-test-cache-")
-    if not LFW.is_dir():
-        raise pytest.UsageError(
-            f"LFW images not found at {LFW}; the tests run on real faces. "
-            "Set FACEDEX_LFW to the lfw/ folder of ../shared/data."
-        )
+    if _LFW_MISSING:
+        raise pytest.UsageError(f"The tests run on real faces. {_LFW_MISSING}")
 
 
 def lfw_image(person: str, n: int) -> Path:
