@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,10 +26,11 @@ KNOWN = ["Colin_Powell", "Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder",
 
 
 def pytest_configure(config):
-    # Prepared models go to one cache per test session unless the caller chose one
-    # (CI sets it to reuse the cache built by the set-up step).
-    if "FACEDEX_CACHE_DIR" not in os.environ:
-        os.environ["FACEDEX_CACHE_DIR"] = tempfile.mkdtemp(prefix="facedex-test-cache-")
+    # Prepared models: the tests use the same cache as the user (FACEDEX_CACHE_DIR or
+    # ~/.cache/facedex), which `scripts/setup` fills once (`facedex models --prepare`), so
+    # neither CI nor a developer prepares the models twice. Prepared files are verified
+    # against their sidecar digest before use; tests of preparation itself use their own
+    # temporary cache (tests/test_models.py).
     if _LFW_MISSING:
         raise pytest.UsageError(f"The tests run on real faces. {_LFW_MISSING}")
 
@@ -95,3 +95,13 @@ def gallery_copy(base_gallery, tmp_path):
     dst = tmp_path / "copy.gallery"
     shutil.copy(base_gallery, dst)
     return dst
+
+
+def check_schema(name: str, doc):
+    """Validate a command's JSON output against its published schema (docs/schemas/)."""
+    import jsonschema
+
+    from facedex.schemas import schema
+
+    jsonschema.validate(doc, schema(name), format_checker=jsonschema.FormatChecker())
+    return doc

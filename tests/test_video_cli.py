@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import lfw_image
+from .conftest import check_schema, lfw_image
 from .test_cli import facedex
 from .video_fixtures.clips import clip_cache, pair_clip, scene_clip, single_clip
 from .video_fixtures.synth import render, write_video
@@ -119,7 +119,7 @@ def test_batch_of_videos_gifs_photos_and_bad_files(tmp_path, base_gallery, clips
     inputs = [clip, anim, photo] + [bad_inputs / b for b in bad] + [bad_inputs / x for x in lying]
     ann = tmp_path / "ann"
     r = facedex("identify", base_gallery, *inputs, "--json", "--annotate", ann, check_rc=1)
-    results = json.loads(r.stdout)
+    results = check_schema("identify", json.loads(r.stdout))["results"]
     assert [x["input"] for x in results] == [str(p) for p in inputs]
     by = {os.path.basename(x["input"]): x for x in results}
 
@@ -132,14 +132,14 @@ def test_batch_of_videos_gifs_photos_and_bad_files(tmp_path, base_gallery, clips
     g = by[anim.name]
     assert g["kind"] == "video" and sorted(t["name"] or "" for t in g["tracks"]) == ["", "Ariel_Sharon"]
     p = by[photo.name]
-    assert p["kind"] == "image" and set(p) == {"input", "error", "faces", "kind"}
+    assert p["kind"] == "image" and set(p) == {"input", "error", "faces", "kind", "threshold", "annotated"}
     assert [f["name"] for f in p["faces"]] == ["Hugo_Chavez"]
 
     for name in bad:
         assert by[name]["error"], name
-    assert by["empty.mp4"]["kind"] == "video" and "empty file" in by["empty.mp4"]["error"]
-    assert "no video stream" in by["sound.wav"]["error"]
-    assert "refused" in by["huge.gif"]["error"] and by["huge.gif"]["kind"] == "image"  # as any huge image
+    assert by["empty.mp4"]["kind"] == "video" and "empty file" in by["empty.mp4"]["error"]["message"]
+    assert "no video stream" in by["sound.wav"]["error"]["message"]
+    assert "refused" in by["huge.gif"]["error"]["message"] and by["huge.gif"]["kind"] == "image"  # as any huge image
     for name in lying:
         assert by[name]["error"] is None, (name, by[name]["error"])
     assert sorted(t["name"] or "" for t in by["really-avi.mp4"]["tracks"]) == ["", "Ariel_Sharon"]
@@ -178,7 +178,7 @@ def test_terminal_timeline_and_options(base_gallery, clips):
     assert any(ln.strip().startswith("unknown #") for ln in lines)
     assert "tracks:" in out and "(closest:" in out
     r = facedex("identify", base_gallery, clip, "--sample-fps", "-1", check_rc=2)
-    assert "sample_fps" in r.stderr
+    assert "--sample-fps" in r.stderr and "must be >= 0" in r.stderr
 
 
 def test_folder_input_finds_videos_and_images(tmp_path, base_gallery, clips):
@@ -188,8 +188,10 @@ def test_folder_input_finds_videos_and_images(tmp_path, base_gallery, clips):
     shutil.copy(lfw_image("Ariel_Sharon", 20), d / "b.jpg")
     (d / ".hidden.mp4").write_bytes(b"")
     r = facedex("identify", base_gallery, d, "--json", check_rc=0)
-    results = json.loads(r.stdout)
+    doc = check_schema("identify", json.loads(r.stdout))
+    results = doc["results"]
     assert [os.path.basename(x["input"]) for x in results] == ["a.webm", "b.jpg"]
+    assert [os.path.basename(x["path"]) for x in doc["skipped"]] == [".hidden.mp4"]
     assert results[0]["kind"] == "video" and results[1]["kind"] == "image"
 
 

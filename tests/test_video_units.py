@@ -247,15 +247,29 @@ def test_annotation_boxes_are_interpolated_between_samples():
     assert boxes.at(0.4) == [] and boxes.at(-0.1) == []
 
 
-def test_folder_expansion_keeps_the_photo_order_and_adds_videos_only_for_identify(tmp_path):
-    from facedex.cli.gallery import expand_inputs
-    from facedex.media import list_images
+def test_folder_listing_goes_by_content_keeps_the_order_and_reports_what_it_leaves_out(tmp_path):
+    from facedex.media import expand_inputs, list_images
 
-    for rel in ("z.jpg", "b/c.png", "b/clip.mp4", "a.webm", ".hidden/x.jpg", "b/.y.mov", "notes.txt"):
+    from .conftest import lfw_image
+
+    jpeg = lfw_image("Hugo_Chavez", 1).read_bytes()
+    mp4_head = b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64
+    files = {"z.jpg": jpeg, "b/c.png": jpeg, "b/clip.mp4": mp4_head, "a.webm": b"\x1a\x45\xdf\xa3webm" + b"\x00" * 64,
+             "no_suffix": jpeg, ".hidden/x.jpg": jpeg, "b/.y.mov": mp4_head, "notes.txt": b"just text",
+             "broken.jpg": b"not a jpeg"}
+    for rel, data in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_bytes(b"x")
-    photos = [str(p) for p in list_images(tmp_path)]
-    assert expand_inputs([str(tmp_path)]) == photos  # `facedex detect` and photo-only folders: unchanged
-    both = expand_inputs([str(tmp_path)], videos=True)
-    assert [p for p in both if not p.endswith((".mp4", ".webm"))] == photos
-    assert sorted(os.path.relpath(p, tmp_path) for p in both) == ["a.webm", "b/c.png", "b/clip.mp4", "z.jpg"]
+        (tmp_path / rel).write_bytes(data)
+    os.symlink(tmp_path / "b", tmp_path / "link-to-b")
+    rel = lambda items: [os.path.relpath(str(getattr(i, "path", i)), tmp_path) for i in items]  # noqa: E731
+    photos = list_images(tmp_path)
+    # by content, or named like an image; a folder's files before its sub-folders, each sorted
+    assert rel(photos) == ["broken.jpg", "no_suffix", "z.jpg", "b/c.png"]
+    both, skipped = expand_inputs([str(tmp_path)], videos=True)
+    assert rel(both) == ["a.webm", "broken.jpg", "no_suffix", "z.jpg", "b/c.png", "b/clip.mp4"]
+    reasons = {os.path.relpath(s.path, tmp_path): s.reason for s in skipped}
+    assert set(reasons) == {".hidden", "b/.y.mov", "link-to-b", "notes.txt"}
+    assert "hidden" in reasons[".hidden"] and "not followed" in reasons["link-to-b"] and "text" in reasons["notes.txt"]
+    only_photos, skipped = expand_inputs([str(tmp_path)], videos=False)
+    assert rel(only_photos) == rel(photos)
+    assert "video" in {os.path.relpath(s.path, tmp_path): s.reason for s in skipped}["b/clip.mp4"]

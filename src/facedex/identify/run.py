@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Union
 
 
-from ..errors import FacedexError, OutputError
+from ..errors import FacedexError, OutputError, UnsupportedVideoError
 from ..files import OutputDir
 from ..media import MediaInput, Motion, Photo, Skipped, expand_inputs, open_media
+from ..media.sniff import looks_like_video_name
 from ..pipeline import chunked
 from ..types import ErrorInfo, ImageResult, Threshold
 
@@ -88,7 +89,12 @@ class IdentifyRun(Iterator[Result]):
             try:
                 opened = open_media(inp, videos=self.videos)
             except FacedexError as err:
-                photos.append(ImageResult(inp.name, (), ErrorInfo.of(err), self.threshold))
+                if self.videos and (isinstance(err, UnsupportedVideoError) or looks_like_video_name(inp.name)):
+                    yield from self._photos(photos)  # keep the input order
+                    photos = []
+                    yield self._failed_video(inp.name, err)
+                else:
+                    photos.append(ImageResult(inp.name, (), ErrorInfo.of(err), self.threshold))
                 continue
             if isinstance(opened, Photo):
                 photos.append(opened)
@@ -132,6 +138,12 @@ class IdentifyRun(Iterator[Result]):
             return str(write_annotated_image(photo.rgb, ids, out)), None
         except (OSError, FacedexError) as err:
             return None, _write_error(err)
+
+    def _failed_video(self, name: str, err: FacedexError) -> "VideoResult":
+        from ..video.types import VideoResult
+
+        return VideoResult(name, error=ErrorInfo.of(err), sample_fps=self.video_options.sample_fps,
+                           threshold=self.threshold)
 
     def _video(self, motion: Motion) -> "VideoResult":
         from ..video.identify import identify_video
