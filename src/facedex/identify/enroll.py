@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import ConfigError, FacedexError, MultipleFacesError, NoFaceError
 from ..gallery.store import FaceRecord, GalleryStore, SourceRecord
 from ..media import ImageInput, decode_image, item_name, list_folder, load_image, read_file
-from ..media.inputs import classify_file
+from ..media.inputs import MediaInput, classify_file
 from ..names import person_key, person_name
 from ..pipeline import chunked
 from ..types import EnrollItem, EnrollReport, Face
@@ -150,7 +150,8 @@ class Enrollment:
                 plan.items.append(_failed(str(source), str(person), err))
                 return plan
             plan.names.append(person)
-            sources = [source] if isinstance(source, (str, os.PathLike, bytes, np.ndarray)) else list(source)
+            single = (str, os.PathLike, bytes, np.ndarray, MediaInput)
+            sources = [source] if isinstance(source, single) else list(source)
             for s in sources:
                 self._plan_one(plan, s, person)
             return plan
@@ -204,6 +205,11 @@ class Enrollment:
                                              code="media.not_found"))
         elif isinstance(s, (str, os.PathLike)):
             plan.pending.append(_Pending(person, os.fsdecode(s)))
+        elif isinstance(s, MediaInput):  # an upload: its name is kept as the source path
+            if s.data is None:
+                plan.pending.append(_Pending(person, s.name if s.path is None else os.fsdecode(s.path)))
+            else:
+                plan.pending.append(_Pending(person, s.name, data=s.data, sha256=hashlib.sha256(s.data).hexdigest()))
         else:
             pending = _Pending(person, item_name(s))
             try:
@@ -235,7 +241,7 @@ class Enrollment:
         ready: list[int] = []
         for i, p in enumerate(batch):
             try:
-                if p.image is None:
+                if p.image is None and p.data is None:
                     p.data = read_file(p.path)
                     p.sha256 = hashlib.sha256(p.data).hexdigest()
                 key = (p.person, p.sha256)
