@@ -12,6 +12,12 @@ Environment variables (all optional):
     ``opencv``.
 ``FACEDEX_THREADS``
     Threads per inference session. Default: the number of CPUs.
+``FACEDEX_DATA_DIR``
+    Where fetched datasets go (``facedex data fetch``). Default: ``data/`` in
+    the cache folder.
+``FACEDEX_LFW``
+    An existing LFW ``lfw/`` folder, looked at before ``../shared/data/lfw``
+    and the data folder.
 """
 
 from __future__ import annotations
@@ -60,3 +66,16 @@ def runtime_name() -> str:
 
 def threads() -> int:
     return _int_env("FACEDEX_THREADS", os.cpu_count() or 1)
+
+
+def data_dir() -> Path:
+    """Folder that fetched datasets go to: ``$FACEDEX_DATA_DIR``, else ``data/``
+    in the facedex cache folder (``~/.cache/facedex/data``)."""
+    env = os.environ.get("FACEDEX_DATA_DIR", "").strip()
+    return Path(env).expanduser() if env else cache_dir() / "data"
+
+
+def lfw_env() -> Path | None:
+    """``$FACEDEX_LFW`` as a path, or None when unset."""
+    env = os.environ.get("FACEDEX_LFW", "").strip()
+    return Path(env).expanduser() if env else None

@@ -306,11 +306,51 @@ class ConversionError(TrainError):
     code = "train.conversion"
 
 
-# --- evaluation data -----------------------------------------------------------------------
+# --- datasets (LFW and the evaluation protocols) ------------------------------------------
 class DatasetError(FacedexError):
-    """An evaluation dataset is missing, incomplete or has an unusable layout."""
+    """A dataset cannot be found, downloaded, verified, unpacked or used as the protocol needs."""
 
     code = "dataset.error"
+
+
+class DatasetNotFoundError(DatasetError):
+    """No copy of the dataset at any of the places looked in; the message names
+    them and the command that fetches one."""
+
+    code = "dataset.not_found"
+
+
+class DatasetIncompleteError(DatasetError):
+    """A folder that should hold the dataset exists but does not hold all of it
+    (wrong counts, a protocol file missing or different)."""
+
+    code = "dataset.incomplete"
+
+
+class DownloadError(DatasetError):
+    """No mirror delivered a file; the message lists every URL with its reason and
+    how to place the files by hand."""
+
+    code = "dataset.download_failed"
+
+
+class ChecksumError(DatasetError):
+    """A file's sha256 differs from the pinned digest."""
+
+    code = "dataset.checksum_mismatch"
+
+
+class UnsafeArchiveError(DatasetError):
+    """An archive member would escape the destination, is a link or a device, or
+    breaks a size bound; nothing of the archive is kept."""
+
+    code = "dataset.unsafe_archive"
+
+
+class DatasetBusyError(DatasetError):
+    """Another process is fetching into the same folder."""
+
+    code = "dataset.busy"
 
 
 class PairsError(DatasetError):

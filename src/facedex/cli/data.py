@@ -3,61 +3,54 @@
 from __future__ import annotations
 
 import argparse
-import textwrap
 
+from .common import EXIT_OK, EXIT_PARTIAL, HelpFormatter, add_command, add_json
 from .output import emit_json, out, progress
 
-EXIT_OK, EXIT_PARTIAL = 0, 1
 ORDER = 95
 
 _DATASETS = ["lfw"]
 
 
-def _wrap(text: str) -> str:
-    return textwrap.fill(text, 78)
-
-
 def register(sub) -> None:
     p = sub.add_parser(
         "data", help="fetch LFW (images + pairs files) once, verified; show where it is",
-        description=_wrap("Datasets the tests, benchmarks, scripts/demo and `facedex eval lfw` use. "
+        description=("Datasets the tests, benchmarks, scripts/demo and `facedex eval lfw` use. "
                     "LFW is looked for at an explicit path, $FACEDEX_LFW, ../shared/data/lfw beside the "
                     "repository, then the data cache ($FACEDEX_DATA_DIR, default ~/.cache/facedex/data)."),
         epilog="examples:\n  facedex data fetch lfw\n  facedex data path lfw\n  facedex data path lfw --check",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=HelpFormatter)
     ds = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
-    q = ds.add_parser(
-        "fetch", help="download, verify (sha256) and unpack a dataset; a no-op when a verified copy is there",
-        description=_wrap("Download the LFW images archive (lfw.tgz, about 180 MB) and the protocol files "
+    q = add_command(
+        ds, "fetch", help="download, verify (sha256) and unpack a dataset; a no-op when a verified copy is there",
+        description=("Download the LFW images archive (lfw.tgz, about 180 MB) and the protocol files "
                     "(pairs.txt, pairsDevTrain.txt, pairsDevTest.txt) from figshare, or the UMass LFW site "
                     "when figshare fails; check each against its pinned sha256; unpack safely into DEST/lfw. "
                     "An interrupted download resumes. Files already in DEST under those names are checked "
                     "and used, so you can place them there by hand."),
-        epilog="examples:\n  facedex data fetch lfw\n  facedex data fetch lfw --dest /data/lfw-copy --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        examples=["facedex data fetch lfw", "facedex data fetch lfw --dest /data/lfw-copy --json"])
     q.add_argument("dataset", choices=_DATASETS, help="the dataset (only lfw for now)")
     q.add_argument("--dest", metavar="DIR",
                    help="folder to fetch into: DIR/lfw/ and DIR/pairs*.txt "
                         "(default: $FACEDEX_DATA_DIR, else ~/.cache/facedex/data)")
     q.add_argument("--keep-archive", action="store_true", help="keep lfw.tgz after unpacking it")
-    q.add_argument("--json", action="store_true", help="print where the copy is and what was downloaded, as JSON")
+    add_json(q, "where the copy is and what was downloaded")
     q.set_defaults(func=cmd_fetch)
 
-    q = ds.add_parser(
-        "path", help="print where the dataset is (the folder everything else will use)",
-        description=_wrap("Print the LFW images folder that facedex finds, looking at --data, $FACEDEX_LFW, "
+    q = add_command(
+        ds, "path", help="print where the dataset is (the folder everything else will use)",
+        description=("Print the LFW images folder that facedex finds, looking at --data, $FACEDEX_LFW, "
                     "../shared/data/lfw beside the repository, then the data cache. Exits 2, naming the "
                     "fetch command, when there is none. With --check, also count its people and images and "
                     "check the pairs files' sha256 (exit 1 when the copy is incomplete)."),
-        epilog="examples:\n  facedex data path lfw\n  facedex data path lfw --check --json\n"
-               "  LFW=$(facedex data path lfw) && ls \"$LFW\" | head",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        examples=["facedex data path lfw", "facedex data path lfw --check --json",
+                  'LFW=$(facedex data path lfw) && ls "$LFW" | head'])
     q.add_argument("dataset", choices=_DATASETS, help="the dataset (only lfw for now)")
     q.add_argument("--data", metavar="DIR", help="look here first (the lfw/ folder, or the folder holding it)")
     q.add_argument("--check", action="store_true",
                    help="count people and images and check the pairs files (a fraction of a second)")
-    q.add_argument("--json", action="store_true", help="print the path, where it was found and the check as JSON")
+    add_json(q, "the path, where it was found and the check")
     q.set_defaults(func=cmd_path)
 
 
@@ -70,9 +63,7 @@ class _Bars:
     def __call__(self, name: str, done: int, total: int | None) -> None:
         if name != self.name:
             self.close()
-            self.name, self.bar = name, progress(total, name, enabled=self.enabled)
-            self.bar.unit, self.bar.unit_scale, self.bar.unit_divisor = "B", True, 1024
-            self.bar.refresh()
+            self.name, self.bar = name, progress(total, name, enabled=self.enabled, unit="B")
         if total is not None and self.bar.total != total:
             self.bar.total = total
         self.bar.update(done - self.bar.n)
@@ -92,7 +83,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     finally:
         bars.close()
     if args.json:
-        emit_json(copy.to_dict())
+        emit_json({"schema": "facedex.data-fetch/1", **copy.to_dict()})
         return EXIT_OK
     if copy.fetched:
         got = f"downloaded {', '.join(copy.downloaded)}; " if copy.downloaded else ""
@@ -112,7 +103,7 @@ def cmd_path(args: argparse.Namespace) -> int:
                     None)
     check = verify_lfw(path) if args.check else None
     if args.json:
-        emit_json({"dataset": args.dataset, "path": str(path), "found_by": found_by,
+        emit_json({"schema": "facedex.data-path/1", "dataset": args.dataset, "path": str(path), "found_by": found_by,
                    "fetched_by_facedex": lfw_source(path), "check": check.to_dict() if check else None})
     else:
         out(str(path))

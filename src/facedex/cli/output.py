@@ -69,10 +69,11 @@ def table(rows: Sequence[Sequence[Any]], header: Sequence[str], align: str | Non
     return "\n".join(lines)
 
 
-def progress(total: int | None, desc: str, enabled: bool = True) -> tqdm:
-    """A progress bar on stderr, shown only on a terminal."""
-    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, leave=False,
-                disable=(not enabled) or None, dynamic_ncols=True)
+def progress(total: int | None, desc: str, enabled: bool = True, unit: str = "img") -> tqdm:
+    """A progress bar on stderr, shown only on a terminal; ``unit="B"`` counts bytes (KiB, MiB…)."""
+    scale = {"unit_scale": True, "unit_divisor": 1024} if unit == "B" else {}
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
+                disable=(not enabled) or None, dynamic_ncols=True, **scale)
 
 
 _IRREGULAR = {"person": "people"}

@@ -11,7 +11,7 @@ Standard library only: importing this package loads no model and no numpy.
 
 from __future__ import annotations
 
-from .errors import (
+from ..errors import (
     ChecksumError,
     DatasetBusyError,
     DatasetError,

@@ -44,7 +44,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 from urllib.parse import urlsplit
 
-from .errors import ChecksumError, DatasetError, DownloadError, UnsafeArchiveError
+from ..errors import ChecksumError, DatasetError, DownloadError, UnsafeArchiveError
 
 log = logging.getLogger(__name__)
 

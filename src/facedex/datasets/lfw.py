@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .. import __version__, config
-from .errors import (
+from ..errors import (
     DatasetBusyError,
     DatasetError,
     DatasetIncompleteError,
@@ -91,10 +91,8 @@ LFW_SOURCES = LfwSources(
 
 # --- where ---------------------------------------------------------------------------------------
 def data_dir() -> Path:
-    """Folder that fetched datasets go to: ``$FACEDEX_DATA_DIR``, else ``data/``
-    in the facedex cache folder (``~/.cache/facedex/data``)."""
-    env = os.environ.get("FACEDEX_DATA_DIR", "").strip()
-    return Path(env).expanduser() if env else config.cache_dir() / "data"
+    """Folder that fetched datasets go to (see :func:`facedex.config.data_dir`)."""
+    return config.data_dir()
 
 
 def _repo_root() -> Path | None:
@@ -117,11 +115,10 @@ def lfw_candidates(explicit: str | os.PathLike | None = None) -> list[tuple[str,
     """The places :func:`find_lfw` looks, in order, as ``(label, path)``; a
     path is None where there is nothing to look at (variable unset, not a
     source checkout)."""
-    env = os.environ.get("FACEDEX_LFW", "").strip()
     found: list[tuple[str, Path | None]] = []
     if explicit is not None:
         found.append(("explicit path", Path(explicit).expanduser()))
-    found.append(("FACEDEX_LFW", Path(env).expanduser() if env else None))
+    found.append(("FACEDEX_LFW", config.lfw_env()))
     found.append(("../shared/data/lfw", _shared_lfw()))
     found.append(("data cache", data_dir() / _FOLDER))
     return found
