@@ -12,6 +12,12 @@ Environment variables (all optional):
     ``opencv``.
 ``FACEDEX_THREADS``
     Threads per inference session. Default: the number of CPUs.
+``FACEDEX_DECODE_TIMEOUT``
+    Seconds one image may take to decode before it is reported as an error and
+    the batch moves on. Default 60.
+``FACEDEX_BUSY_TIMEOUT``
+    Seconds a gallery write waits for another program that holds the gallery.
+    Default 30.
 ``FACEDEX_DATA_DIR``
     Where fetched datasets go (``facedex data fetch``). Default: ``data/`` in
     the cache folder.
@@ -79,3 +85,24 @@ def lfw_env() -> Path | None:
     """``$FACEDEX_LFW`` as a path, or None when unset."""
     env = os.environ.get("FACEDEX_LFW", "").strip()
     return Path(env).expanduser() if env else None
+
+
+def _float_env(name: str, default: float, minimum: float = 0.0) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not value >= minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def decode_timeout() -> float:
+    return _float_env("FACEDEX_DECODE_TIMEOUT", 60.0, 0.01)
+
+
+def busy_timeout() -> float:
+    return _float_env("FACEDEX_BUSY_TIMEOUT", 30.0, 0.0)

@@ -182,6 +182,30 @@ class GalleryNotFoundError(GalleryError):
     code = "gallery.not_found"
 
 
+class GalleryReadOnlyError(GalleryError):
+    """The gallery (or its folder, or its file system) is read-only and a change was asked for."""
+
+    code = "gallery.read_only"
+
+
+class GalleryBusyError(GalleryError):
+    """Another program held the gallery for longer than the wait (30 s)."""
+
+    code = "gallery.busy"
+
+
+class GalleryFullError(GalleryError):
+    """The disk (or a file-size limit) is full; the change was rolled back."""
+
+    code = "gallery.disk_full"
+
+
+class GalleryCorruptError(GalleryError):
+    """The file is damaged, or not a facedex gallery."""
+
+    code = "gallery.corrupt"
+
+
 class EmbedderMismatchError(GalleryError):
     """Embeddings from one embedder were offered to a gallery built with another."""
 

@@ -8,15 +8,28 @@ and :meth:`GalleryStore.forget` vacuums, so a forgotten person's embeddings do
 not survive in free pages of the file.
 
 Every write happens in one transaction, so a process killed at any moment
-leaves only whole records (a source row always comes with its faces).
+leaves only whole records (a source row always comes with its faces). A new
+gallery is built in a temporary file beside the target and linked into place
+complete, so a gallery either exists whole or not at all; an empty file (a
+creation that never finished, by an older facedex or another tool) counts as
+"not created yet". SQLite's errors become :class:`GalleryError` subclasses
+that name the gallery and the cause (read-only, busy, disk full, damaged),
+and a failed write leaves the file as it was.
+
+Source paths are stored losslessly: a path that is not valid UTF-8 (bytes
+from a POSIX file system, decoded with ``surrogateescape``) is stored as the
+raw bytes and read back as the same ``str``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import sqlite3
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +39,12 @@ import numpy as np
 
 from ..errors import (
     EmbedderMismatchError,
+    GalleryBusyError,
+    GalleryCorruptError,
     GalleryError,
+    GalleryFullError,
     GalleryNotFoundError,
+    GalleryReadOnlyError,
     PersonNotFoundError,
 )
 from ..names import person_name as clean_name
@@ -68,6 +85,100 @@ CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);
 CREATE INDEX IF NOT EXISTS faces_source ON faces(source_id);
 CREATE INDEX IF NOT EXISTS sources_sha ON sources(sha256);
 """
+
+
+from .. import config
+
+
+def db_error(path: Path, err: sqlite3.Error, doing: str) -> GalleryError:
+    """An SQLite error as a facedex error that names the gallery and the cause."""
+    text = str(err)
+    low = text.lower()
+    if "readonly" in low or "read-only" in low or "attempt to write" in low:
+        return GalleryReadOnlyError(
+            f"{path}: cannot {doing}: the gallery is read-only (its file, its folder or the file system); "
+            "a change needs write access to the file and its folder — nothing was changed")
+    if "locked" in low or "busy" in low:
+        return GalleryBusyError(f"{path}: cannot {doing}: another program is using the gallery "
+                                f"(waited {config.busy_timeout():g} s, FACEDEX_BUSY_TIMEOUT); try again when it is "
+                                "done — nothing was changed")
+    if "full" in low or "too big" in low:
+        return GalleryFullError(f"{path}: cannot {doing}: the disk is full (or a file-size limit was reached); "
+                                "the change was rolled back and the gallery is as it was")
+    if "malformed" in low or "not a database" in low or "corrupt" in low:
+        return GalleryCorruptError(f"{path}: the file is damaged or not a facedex gallery ({text})")
+    if "unable to open" in low or "disk i/o" in low:
+        return GalleryError(f"{path}: cannot {doing}: cannot open or read the file ({text}); "
+                            "check that it and its folder exist and are readable")
+    return GalleryError(f"{path}: cannot {doing} ({text})")
+
+
+class _Connection(sqlite3.Connection):
+    """An SQLite connection whose errors name the gallery and the cause
+    (:func:`db_error`); ``doing`` says what was being done."""
+
+    gallery_path: Path = Path("?")
+    doing = "read the gallery"
+
+    def execute(self, sql, parameters=(), /):  # type: ignore[override]
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.Error as err:
+            raise db_error(self.gallery_path, err, self.doing) from err
+
+
+def _connect(target: str | Path, gallery: Path) -> _Connection:
+    try:
+        conn = sqlite3.connect(str(target), timeout=config.busy_timeout(), isolation_level=None, check_same_thread=False,
+                               factory=_Connection)
+    except sqlite3.Error as err:
+        raise db_error(gallery, err, "open the gallery") from err
+    conn.gallery_path = gallery
+    return conn
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _path_value(path: str) -> str | bytes:
+    """A path as SQLite can store it losslessly (see the module doc)."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+
+
+def _path_text(value: str | bytes | None) -> str | None:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def _file_state(p: Path) -> str:
+    """``"missing"``, ``"empty"`` (0 bytes, or an SQLite file with no table and no
+    facedex mark: a creation that never finished) or ``"present"``."""
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        return "missing"
+    except OSError as err:
+        raise GalleryError(f"{p}: cannot access ({err.strerror or err})") from None
+    if not os.path.isfile(p):
+        raise GalleryError(f"{p} is not a regular file; a gallery is a single file")
+    if st.st_size == 0:
+        return "empty"
+    try:
+        con = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=config.busy_timeout())
+        try:
+            tables = con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+            app_id = con.execute("PRAGMA application_id").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return "present"  # opening it properly gives the precise error
+    return "empty" if tables == 0 and app_id == 0 else "present"
 
 
 @dataclass(frozen=True)
@@ -126,38 +237,81 @@ class GalleryStore:
         different embedder with :class:`EmbedderMismatchError`.
         """
         p = Path(path).expanduser()
-        exists = p.exists()
-        if not exists and not create:
-            raise GalleryNotFoundError(
-                f"no gallery at {p}; create one with `facedex enroll {p} FOLDER`"
-            )
-        if exists and p.is_dir():
+        if p.is_dir():
             raise GalleryError(f"{p} is a directory; a gallery is a single file")
-        if not exists:
+        state = _file_state(p)
+        if state != "present":
+            if not create:
+                what = "no gallery" if state == "missing" else "an empty file (a gallery whose creation never finished)"
+                raise GalleryNotFoundError(f"{what} at {p}; create one with `facedex enroll {p} FOLDER`")
             if embedder_card is None:
                 raise GalleryError(f"cannot create {p} without an embedder card")
-            if not p.parent.exists():
-                raise GalleryError(f"cannot create {p}: directory {p.parent} does not exist")
-        try:
-            conn = sqlite3.connect(str(p), timeout=30.0, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as err:
-            raise GalleryError(f"cannot open {p} ({err})") from err
+            if not p.parent.is_dir():
+                raise GalleryError(f"cannot create {p}: folder {p.parent} does not exist")
+            cls._create(p, embedder_card, replace_empty=state == "empty")
+        conn = _connect(p, p)
         store = cls(conn, p)
         try:
+            conn.doing = "open the gallery"
             store._configure()
-            if exists and p.stat().st_size > 0:
-                store._check_existing()
-            else:
-                store._initialise(embedder_card)
-        except sqlite3.DatabaseError as err:
-            conn.close()
-            raise GalleryError(f"{p} is not a facedex gallery or is damaged ({err})") from err
+            store._check_existing()
+            conn.doing = "read the gallery"
         except BaseException:
             conn.close()
             raise
         if embedder_card is not None:
             store.require_embedder(embedder_card["id"])
         return store
+
+    @classmethod
+    def _create(cls, p: Path, embedder_card: dict[str, Any], *, replace_empty: bool) -> None:
+        """Build the gallery in a temporary file beside ``p`` and put it in place
+        whole: linked when ``p`` does not exist (if another process created it
+        meanwhile, theirs is kept), or swapped for an empty file under a lock."""
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".creating", dir=p.parent)
+        except OSError as err:
+            raise GalleryReadOnlyError(f"cannot create {p}: cannot write into {p.parent} "
+                                       f"({err.strerror or err})") from None
+        os.close(fd)
+        try:
+            conn = _connect(tmp, p)
+            conn.doing = "create the gallery"
+            try:
+                store = cls(conn, p)
+                store._configure()
+                store._initialise(embedder_card)
+            finally:
+                conn.close()
+            os.chmod(tmp, 0o666 & ~_umask())
+            if replace_empty:
+                cls._replace_empty(p, tmp)
+            else:
+                try:
+                    os.link(tmp, p)
+                except FileExistsError:
+                    pass  # created by another process in the meantime: use theirs
+                except OSError:  # a file system without hard links
+                    if not p.exists():
+                        os.replace(tmp, p)
+        except OSError as err:
+            raise GalleryError(f"cannot create {p} ({err.strerror or err})") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp + "-journal")
+
+    @staticmethod
+    def _replace_empty(p: Path, tmp: str) -> None:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            same_file = os.fstat(fd).st_ino == os.stat(p).st_ino
+            if same_file and _file_state(p) == "empty":
+                os.replace(tmp, p)
+        finally:
+            os.close(fd)
 
     def _configure(self) -> None:
         c = self._conn
@@ -169,7 +323,7 @@ class GalleryStore:
     def _check_existing(self) -> None:
         app_id = self._conn.execute("PRAGMA application_id").fetchone()[0]
         if app_id != APPLICATION_ID:
-            raise GalleryError(f"{self.path} is an SQLite file but not a facedex gallery")
+            raise GalleryCorruptError(f"{self.path} is an SQLite file but not a facedex gallery")
         version = int(self.meta("schema_version", "0"))
         if version > SCHEMA_VERSION:
             raise GalleryError(
@@ -177,9 +331,7 @@ class GalleryStore:
                 f"{SCHEMA_VERSION} — upgrade facedex"
             )
 
-    def _initialise(self, embedder_card: dict[str, Any] | None) -> None:
-        if embedder_card is None:
-            raise GalleryError(f"{self.path} is empty and no embedder was given to create it")
+    def _initialise(self, embedder_card: dict[str, Any]) -> None:
         with self.transaction() as c:
             c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             for stmt in _SCHEMA.strip().split(";"):
@@ -195,21 +347,45 @@ class GalleryStore:
 
     # -- transactions and meta ---------------------------------------------------------
     class _Tx:
-        def __init__(self, conn: sqlite3.Connection):
-            self.conn = conn
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; on any error a ``ROLLBACK`` whose own
+        failure (no transaction left after a disk-full error) never hides the
+        cause; SQLite errors arrive as :class:`GalleryError` subclasses."""
+
+        def __init__(self, store: "GalleryStore", doing: str):
+            self.store, self.doing = store, doing
+            self.conn: _Connection = store._conn
 
         def __enter__(self) -> sqlite3.Connection:
-            self.conn.execute("BEGIN IMMEDIATE")
+            self.before = self.conn.doing
+            self.conn.doing = self.doing
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self.conn.doing = self.before
+                raise
             return self.conn
 
-        def __exit__(self, exc_type, exc, tb) -> None:
-            if exc_type is None:
-                self.conn.execute("COMMIT")
-            else:
-                self.conn.execute("ROLLBACK")
+        def __exit__(self, exc_type, exc, tb) -> bool:
+            try:
+                if exc_type is None:
+                    try:
+                        self.conn.execute("COMMIT")
+                    except BaseException:
+                        self._rollback()
+                        raise
+                else:
+                    self._rollback()
+            finally:
+                self.conn.doing = self.before
+            return False
 
-    def transaction(self) -> "GalleryStore._Tx":
-        return GalleryStore._Tx(self._conn)
+        def _rollback(self) -> None:
+            if self.conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error, GalleryError):
+                    sqlite3.Connection.execute(self.conn, "ROLLBACK")
+
+    def transaction(self, doing: str = "change the gallery") -> "GalleryStore._Tx":
+        return GalleryStore._Tx(self, doing)
 
     def meta(self, key: str, default: str | None = None) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -289,7 +465,7 @@ class GalleryStore:
                 pid = self._person_id(c, name, create=True)
                 cur = c.execute(
                     "INSERT OR IGNORE INTO sources(person_id, path, sha256, added_at) VALUES(?, ?, ?, ?)",
-                    (pid, rec.path, rec.sha256, time.time()),
+                    (pid, _path_value(rec.path), rec.sha256, time.time()),
                 )
                 if cur.rowcount == 0:
                     added.append([])
@@ -344,7 +520,11 @@ class GalleryStore:
             n_src = c.execute("SELECT COUNT(*) FROM sources WHERE person_id = ?", (pid,)).fetchone()[0]
             c.execute("DELETE FROM people WHERE id = ?", (pid,))
             self._bump(c)
-        self._conn.execute("VACUUM")
+        self._conn.doing = "compact the file after erasing (the person is already removed)"
+        try:
+            self._conn.execute("VACUUM")
+        finally:
+            self._conn.doing = "read the gallery"
         return {"faces": int(n_faces), "sources": int(n_src)}
 
     # -- reading -----------------------------------------------------------------------------
@@ -403,7 +583,7 @@ class GalleryStore:
         if not rows and self._person_id(self._conn, name, create=False) is None:
             raise PersonNotFoundError(f"{name!r} is not enrolled in {self.path}")
         return [
-            {"face_id": r[0], "path": r[1], "sha256": r[2], "box": json.loads(r[3]),
+            {"face_id": r[0], "path": _path_text(r[1]), "sha256": r[2], "box": json.loads(r[3]),
              "landmarks": json.loads(r[4]), "detection_score": r[5]}
             for r in rows
         ]

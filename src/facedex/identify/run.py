@@ -36,6 +36,7 @@ from ..media import MediaInput, Motion, Photo, Skipped, expand_inputs, open_medi
 from ..media.sniff import looks_like_video_name
 from ..pipeline import chunked
 from ..types import ErrorInfo, ImageResult, Threshold
+from .enroll import PIXEL_BUDGET
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..video.types import VideoOptions, VideoResult
@@ -98,7 +99,8 @@ class IdentifyRun(Iterator[Result]):
                 continue
             if isinstance(opened, Photo):
                 photos.append(opened)
-                if len(photos) >= self.batch_size:
+                held = sum(p.rgb.shape[0] * p.rgb.shape[1] for p in photos if isinstance(p, Photo))
+                if len(photos) >= self.batch_size or held >= PIXEL_BUDGET:
                     yield from self._photos(photos)
                     photos = []
                 continue

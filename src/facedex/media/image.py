@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import stat
+import threading
 import warnings
 from pathlib import Path
 from typing import Union
@@ -135,13 +136,28 @@ def read_file(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES, *, st: o
         raise MediaError(item, f"cannot read ({err.strerror or err})") from err
 
 
-def _open(data: bytes, item: str) -> Image.Image:
+_PILLOW_LIMIT = threading.Lock()
+
+#: A JPEG holds at least about one byte per 8x8 block (a flat black 9000x9000
+#: JPEG is 64 pixels per byte); far fewer bytes than that for the size its
+#: header claims means the data is cut short.
+JPEG_MAX_PIXELS_PER_BYTE = 1024
+
+
+def _open(data: bytes, item: str, limit: int) -> Image.Image:
+    """Open (header only) with Pillow, whose own decompression-bomb cap is set
+    to facedex's limit for the call, so there is one limit: the documented one."""
     if not data:
         raise CorruptMediaError(item, "empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(data))
+        with _PILLOW_LIMIT, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            before = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = limit // 2  # Pillow refuses at twice this: at ``limit``, facedex does
+            try:
+                return Image.open(io.BytesIO(data))
+            finally:
+                Image.MAX_IMAGE_PIXELS = before
     except UnidentifiedImageError:
         fmt = image_signature(data[:16])
         if fmt is not None:
@@ -151,8 +167,9 @@ def _open(data: bytes, item: str) -> Image.Image:
             item, f"not a supported image (the content looks like {what}); "
             "supported: JPEG, PNG, WebP, BMP, TIFF, GIF"
         ) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageTooLargeError(item, f"refused as a decompression bomb ({err})") from None
+    except Image.DecompressionBombError as err:
+        raise ImageTooLargeError(item, f"more pixels than the limit of {limit:,} (FACEDEX_MAX_PIXELS); "
+                                       f"refused before decoding ({err})") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise CorruptMediaError(item, f"cannot read the image header ({err})") from err
 
@@ -179,10 +196,36 @@ def _to_rgb_array(im: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
 
 
-def decode_image(data: bytes, item: str = "<bytes>", max_pixels: int | None = None) -> np.ndarray:
-    """Decode encoded image bytes into an RGB ``uint8`` array (``HxWx3``)."""
+def decode_image(data: bytes, item: str = "<bytes>", max_pixels: int | None = None,
+                 timeout: float | None = None) -> np.ndarray:
+    """Decode encoded image bytes into an RGB ``uint8`` array (``HxWx3``).
+
+    No image may hold up a batch: one that takes longer than ``timeout``
+    seconds (default ``FACEDEX_DECODE_TIMEOUT``, 60) is reported as an error;
+    its decoding is left to finish in the background and its pixels dropped.
+    """
     limit = max_pixels if max_pixels is not None else config.max_pixels()
-    im = _open(data, item)
+    seconds = config.decode_timeout() if timeout is None else timeout
+    box: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            box["rgb"] = _decode(data, item, limit)
+        except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
+            box["err"] = err
+
+    worker = threading.Thread(target=work, name=f"facedex-decode {item}"[:60], daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise CorruptMediaError(item, f"decoding took longer than {seconds:g} s (FACEDEX_DECODE_TIMEOUT); skipped")
+    if "err" in box:
+        raise box["err"]  # type: ignore[misc]
+    return box["rgb"]  # type: ignore[return-value]
+
+
+def _decode(data: bytes, item: str, limit: int) -> np.ndarray:
+    im = _open(data, item, limit)
     width, height = im.size
     if width * height > limit:
         raise ImageTooLargeError(
@@ -191,6 +234,10 @@ def decode_image(data: bytes, item: str = "<bytes>", max_pixels: int | None = No
         )
     if width == 0 or height == 0:
         raise CorruptMediaError(item, f"image has no pixels ({width}x{height})")
+    if im.format == "JPEG" and width * height > JPEG_MAX_PIXELS_PER_BYTE * len(data):
+        raise CorruptMediaError(
+            item, f"truncated or damaged: the header says {width}x{height} but the file holds only {len(data):,} "
+            f"bytes (a JPEG of that size needs at least ~{width * height // 64:,}); not decoded")
     try:
         im.seek(0)  # first frame of an animation
         im.load()
