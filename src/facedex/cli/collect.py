@@ -7,40 +7,53 @@ import signal
 from contextlib import contextmanager
 from typing import Iterator
 
+from ..collect.options import CollectOptions, MiB, format_size
+from .common import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, add_command, add_json, bounded
 from .output import emit_json, err, out, plural, progress, summarize_reasons
 
-EXIT_OK, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 130
 ORDER = 50
 
 _POLITE = ("Polite by default: robots.txt is honoured, 1 request per second per host, 4 downloads at once, "
            "retries with backoff on timeouts, 429 and 5xx. Re-running the same command continues an "
-           "interrupted run and downloads nothing twice.")
+           "interrupted run (Ctrl-C reports what finished) and downloads nothing twice.")
+
+#: The defaults shown in --help: a recipe's [options] may change them for `crawl`, the options win over both.
+_D = CollectOptions()
 
 
 def register(sub) -> None:
-    p = sub.add_parser("collect", help="download images of named people from a URL list or a crawled site",
-                       description="Download images of named people into DST/<Name>/, with DST/manifest.jsonl "
-                                   "(original name and URL of each file) and DST/sources.jsonl (the people each "
-                                   "page, album or listed source shows). " + _POLITE)
+    p = add_command(sub, "collect", help="download images of named people from a URL list or a crawled site",
+                    description="Download images of named people into DST/<Name>/, with DST/manifest.jsonl "
+                                "(original name and URL of each file) and DST/sources.jsonl (the people each "
+                                "page, album or listed source shows). " + _POLITE + " See docs/collect.md.",
+                    examples=["facedex collect urls people.csv raw/",
+                              "facedex collect crawl site.toml raw/ --max-pages 50"])
     csub = p.add_subparsers(dest="collect_command", metavar="HOW", required=True)
 
-    u = csub.add_parser("urls", help="download the images of a CSV or JSONL list of person, url[, source]",
-                        description="Download the images listed in LIST (CSV or JSONL rows of person, url and "
-                                    "optionally source) into DST. " + _POLITE)
+    u = add_command(csub, "urls", help="download the images of a CSV or JSONL list of person, url[, source]",
+                    description="Download the images listed in LIST (CSV or JSONL rows of person, url and "
+                                "optionally source) into DST. " + _POLITE,
+                    examples=["facedex collect urls people.csv raw/",
+                              "facedex collect urls people.jsonl raw/ --max-per-person 30 --json",
+                              "facedex collect urls people.csv raw/ --user-agent 'facedex-collect (+mailto:me@example.org)'"])
     u.add_argument("list", metavar="LIST", help="CSV (.csv/.tsv) or JSONL (.jsonl) file of person, url[, source]")
     u.add_argument("dst", metavar="DST", help="destination folder (created if missing)")
     _add_common(u)
     u.set_defaults(func=cmd_urls)
 
-    c = csub.add_parser("crawl", help="crawl a site as a TOML recipe describes and download its people's images",
-                        description="Crawl the site described by RECIPE (a TOML file: start pages, CSS selectors, "
-                                    "allowed hosts, limits; see docs/collect.md) into DST. " + _POLITE)
+    c = add_command(csub, "crawl", help="crawl a site as a TOML recipe describes and download its people's images",
+                    description="Crawl the site described by RECIPE (a TOML file: start pages, CSS selectors, "
+                                "allowed hosts, limits; see docs/collect.md) into DST. A recipe's [options] "
+                                "replace the defaults shown below; the options given here win over both. " + _POLITE,
+                    examples=["facedex collect crawl site.toml raw/",
+                              "facedex collect crawl site.toml raw/ --max-pages 50 --json",
+                              "facedex collect crawl site.toml raw/ --recrawl"])
     c.add_argument("recipe", metavar="RECIPE", help="TOML recipe file")
     c.add_argument("dst", metavar="DST", help="destination folder (created if missing)")
     _add_common(c)
     g = c.add_argument_group("crawl")
-    g.add_argument("--max-pages", type=_positive_int, metavar="N", help="fetch at most N pages in DST overall "
-                                                                        "(overrides the recipe)")
+    g.add_argument("--max-pages", type=bounded(int, 1), metavar="N",
+                   help="fetch at most N pages in DST overall (overrides the recipe)")
     g.add_argument("--recrawl", action="store_true",
                    help="fetch pages crawled by earlier runs again, to find new images (images already "
                         "collected are still never downloaded again)")
@@ -48,40 +61,44 @@ def register(sub) -> None:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_json(p, "the summary")
     g = p.add_argument_group("politeness")
     g.add_argument("--user-agent", metavar="UA",
-                   help="User-Agent sent and matched against robots.txt (default facedex-collect/VERSION); "
-                        "add a way to contact you")
+                   help=f"User-Agent sent and matched against robots.txt; add a way to contact you "
+                        f"(default: {_D.user_agent})")
     g.add_argument("--ignore-robots", action="store_true",
                    help="do NOT honour robots.txt (only for sites you own or may crawl regardless)")
-    g.add_argument("--rate", type=_non_negative_float, metavar="R",
-                   help="requests per second per host (default 1; 0 = no limit)")
-    g.add_argument("--concurrency", type=_positive_int, metavar="N", help="downloads in flight at once (default 4)")
-    g.add_argument("--per-host", type=_positive_int, metavar="N", dest="per_host_connections",
-                   help="connections per host at most (default 2)")
+    g.add_argument("--rate", type=bounded(float, 0), metavar="R",
+                   help=f"requests per second per host; 0 = no limit (default: {_D.rate:g})")
+    g.add_argument("--concurrency", type=bounded(int, 1), metavar="N",
+                   help=f"downloads in flight at once (default: {_D.concurrency})")
+    g.add_argument("--per-host", type=bounded(int, 1), metavar="N", dest="per_host_connections",
+                   help=f"connections per host at most (default: {_D.per_host_connections})")
     g.add_argument("--allow-host", action="append", metavar="HOST", dest="allowed_hosts",
                    help="also allow requests (and redirects) to HOST; example.org, *.example.org or host:port; "
                         "repeatable")
     g.add_argument("--ignore-query", action="append", metavar="GLOB",
                    help="drop query parameters matching GLOB from URLs (utm_*, sessionid); repeatable")
     g = p.add_argument_group("retries and timeouts")
-    g.add_argument("--retries", type=_non_negative_int, metavar="N", help="retries on timeouts, 429 and 5xx (default 3)")
-    g.add_argument("--backoff", type=_non_negative_float, metavar="S",
-                   help="first retry delay in seconds, doubled each retry, with jitter (default 1)")
-    g.add_argument("--max-backoff", type=_non_negative_float, metavar="S", help="longest retry delay (default 60)")
-    g.add_argument("--max-retry-after", type=_non_negative_float, metavar="S",
-                   help="give up on an item whose Retry-After is longer than S seconds (default 300)")
-    g.add_argument("--timeout", type=_positive_float, metavar="S",
-                   help="connect timeout and longest silence while reading (default 30)")
-    g.add_argument("--total-timeout", type=_positive_float, metavar="S",
-                   help="longest time for one response (default 120)")
+    g.add_argument("--retries", type=bounded(int, 0), metavar="N",
+                   help=f"retries on timeouts, 429 and 5xx (default: {_D.retries})")
+    g.add_argument("--backoff", type=bounded(float, 0), metavar="S",
+                   help=f"first retry delay in seconds, doubled each retry, with jitter (default: {_D.backoff:g})")
+    g.add_argument("--max-backoff", type=bounded(float, 0), metavar="S",
+                   help=f"longest retry delay (default: {_D.max_backoff:g})")
+    g.add_argument("--max-retry-after", type=bounded(float, 0), metavar="S",
+                   help=f"give up on an item whose Retry-After is longer than S seconds "
+                        f"(default: {_D.max_retry_after:g})")
+    g.add_argument("--timeout", type=bounded(float, 0, low_open=True), metavar="S",
+                   help=f"connect timeout and longest silence while reading (default: {_D.timeout:g})")
+    g.add_argument("--total-timeout", type=bounded(float, 0, low_open=True), metavar="S",
+                   help=f"longest time for one response (default: {_D.total_timeout:g})")
     g = p.add_argument_group("content and limits")
     g.add_argument("--max-file-size", type=_size, metavar="SIZE", dest="max_image_bytes",
-                   help="size cap per image, checked while streaming (default 20MiB)")
-    g.add_argument("--min-side", type=_positive_int, metavar="PX",
-                   help="minimum width and height of an image in pixels (default 100)")
-    g.add_argument("--max-per-person", type=_positive_int, metavar="N", help="at most N images per person")
+                   help=f"size cap per image, checked while streaming (default: {_D.max_image_bytes / MiB:g}MiB)")
+    g.add_argument("--min-side", type=bounded(int, 1), metavar="PX",
+                   help=f"minimum width and height of an image in pixels (default: {_D.min_side})")
+    g.add_argument("--max-per-person", type=bounded(int, 1), metavar="N", help="at most N images per person")
     g.add_argument("--max-total", type=_size, metavar="SIZE", dest="max_total_bytes",
                    help="stop starting downloads once SIZE bytes are stored in DST (e.g. 2GB)")
     g.add_argument("--retry-failed", action="store_true",
@@ -89,44 +106,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 # --- argument types ---------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
-    return v
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{v} must be 0 or more")
-    return v
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not v >= 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a finite number, 0 or more")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    v = _non_negative_float(text)
-    if v == 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
-    return v
-
-
 def _size(text: str) -> int:
+    """A size in bytes: 500000, 800k, 20MB, 1.5GiB."""
     from ..collect.options import parse_size
 
     try:
@@ -178,14 +159,14 @@ def cmd_crawl(args: argparse.Namespace) -> int:
 
 
 def _check_hosts(options) -> None:
-    from ..collect.errors import CollectError
     from ..collect.urlnorm import HostPattern, InvalidURL
+    from ..errors import ConfigError
 
     for h in options.allowed_hosts:
         try:
             HostPattern.parse(h)
         except InvalidURL as e:
-            raise CollectError(f"--allow-host {h!r}: {e}") from None
+            raise ConfigError(f"--allow-host {h!r}: {e}") from None
 
 
 @contextmanager
@@ -219,13 +200,13 @@ def _raise_interrupt(signum, frame) -> None:
 
 
 def _finish(args: argparse.Namespace, report) -> int:
-    from ..collect.options import format_size
-
+    head = (f"downloaded {plural(report.downloaded, 'image')} ({format_size(report.bytes)}), "
+            f"skipped {report.skipped}, failed {report.failed}")
     if args.json:
         emit_json(report.to_dict())
+        if report.interrupted:
+            err(f"facedex collect: interrupted: {head}; run the same command again to continue where it stopped")
     else:
-        head = (f"downloaded {plural(report.downloaded, 'image')} ({format_size(report.bytes)}), "
-                f"skipped {report.skipped}, failed {report.failed}")
         out(("interrupted: " if report.interrupted else "") + head)
         if report.skipped_by_reason:
             out("  skipped: " + _by_reason(report.skipped_by_reason))

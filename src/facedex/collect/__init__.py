@@ -20,8 +20,16 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from .errors import CollectError, FetchError, MissingDependencyError, RecipeError, StateError, UrlListError
-from .names import person_key, safe_name
+from ..errors import (
+    CollectError,
+    FetchError,
+    InvalidNameError,
+    MissingDependencyError,
+    RecipeError,
+    StateError,
+    UrlListError,
+)
+from ..names import person_key, safe_name
 from .options import DEFAULT_USER_AGENT, CollectOptions, parse_size
 from .recipe import Recipe, load_recipe
 from .report import CollectReport, Failure, PageTally
@@ -61,10 +69,9 @@ def collect_urls(url_list: str | Path, dst: str | Path, options: CollectOptions 
                     continue
                 try:
                     pid = state.person(row.person)
-                except ValueError:
+                except InvalidNameError as err:
                     collector.failed["invalid_row"] += 1
-                    collector._fail("row", f"{url_list}:{row.line}", "invalid_row",
-                                    "the person name has no printable characters", line=row.line)
+                    collector._fail("row", f"{url_list}:{row.line}", "invalid_row", str(err), line=row.line)
                     continue
                 source, kind = (row.source, "list") if row.source else (url, "image")
                 image_id, status, sha = state.add_image(url, pid, row.person, source, kind)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from .errors import MissingDependencyError
+from ..errors import MissingDependencyError
 
 _PACKAGES = {"urllib3": "urllib3", "bs4": "beautifulsoup4", "soupsieve": "soupsieve"}
 
@@ -24,4 +24,4 @@ def require(module: str) -> ModuleType:
         missing = (err.name or module).split(".")[0]
         if missing not in _PACKAGES and missing != module.split(".")[0]:
             raise  # a broken install of something else: let the real error through
-        raise MissingDependencyError(_PACKAGES.get(missing, missing)) from None
+        raise MissingDependencyError(_PACKAGES.get(missing, missing), "collect", "facedex collect") from None

@@ -28,10 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import CorruptMediaError, ImageTooLargeError, MediaError, UnsupportedMediaError
+from ..errors import (
+    CollectError,
+    CorruptMediaError,
+    FetchError,
+    ImageTooLargeError,
+    MediaError,
+    UnsupportedMediaError,
+)
 from ..media import decode_image, describe_bytes, image_signature
 from . import reasons
-from .errors import CollectError, FetchError, Interrupted
+from ._interrupt import Interrupted
 from .extract import Extractor, PageData
 from .fetch import Fetcher
 from .options import CollectOptions

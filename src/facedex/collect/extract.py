@@ -14,8 +14,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from ..errors import InvalidNameError
+from ..names import person_name
 from .deps import require
-from .names import clean_name
 from .recipe import Recipe
 from .urlnorm import InvalidURL, normalize_url
 
@@ -120,6 +121,8 @@ class Extractor:
         return items[0] if items else None
 
     def _texts(self, soup, selector: str | None, attr: str | None) -> list[str]:
+        """Person names where ``selector`` points; text that is no valid name (empty, or
+        longer than a name can be: the selector caught a paragraph) is left out."""
         if not selector:
             return []
         out: list[str] = []
@@ -127,8 +130,11 @@ class Extractor:
             raw = el.get(attr) if attr else el.get_text(" ", strip=True)
             if isinstance(raw, list):
                 raw = " ".join(raw)
-            text = clean_name(raw or "")
-            if text and text not in out:
+            try:
+                text = person_name(raw or "")
+            except InvalidNameError:
+                continue
+            if text not in out:
                 out.append(text)
         return out
 

@@ -15,7 +15,7 @@
 6. streams the body with a size cap and an overall deadline, aborting the
    transfer as soon as either is exceeded.
 
-Failures raise :class:`.errors.FetchError` with a reason code from
+Failures raise :class:`facedex.errors.FetchError` with a reason code from
 :mod:`.reasons`. Thread-safe: one Fetcher serves all workers.
 
 HTTP is done with urllib3 (thread-safe connection pools with a per-host
@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from datetime import timezone
 from typing import Mapping
 
+from ..errors import FetchError
+from ._interrupt import Interrupted
 from .deps import require
-from .errors import FetchError, Interrupted
 from .options import CollectOptions
 from .ratelimit import HostLimiter
 from .robots import MAX_ROBOTS_BYTES, RobotsRules

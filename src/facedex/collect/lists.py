@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .errors import UrlListError
+from ..errors import UrlListError
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from .. import __version__
-from .errors import CollectError
+from ..errors import CollectError
 
 #: Identifies the collector to web servers and to robots.txt (product token
 #: ``facedex-collect``). Put a way to reach you in your own: ``--user-agent

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 
-from .errors import Interrupted
+from ._interrupt import Interrupted
 
 
 class HostLimiter:

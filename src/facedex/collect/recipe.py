@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import RecipeError
 from .deps import require
-from .errors import RecipeError
 from .options import CollectOptions, parse_size
 from .urlnorm import HostMatcher, HostPattern, InvalidURL, host_port, normalize_url
 

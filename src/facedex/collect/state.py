@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from ..errors import StateError
+from ..names import clean_name, folder_key, person_key, person_name, unique_folder
 from . import reasons
-from .errors import StateError
-from .names import clean_name, folder_key, person_key, unique_folder
 from .store import STATE_DIR, atomic_writer, file_name, link_into_place, move_into_place, sync_dir
 
 log = logging.getLogger(__name__)
@@ -212,11 +212,11 @@ class State:
 
     # --- people -------------------------------------------------------------------------
     def person(self, raw_name: str) -> int:
-        """The id of the person called ``raw_name``, created (with a folder) if new."""
-        name = clean_name(raw_name)
+        """The id of the person called ``raw_name``, created (with a folder) if new.
+        Raises :class:`facedex.errors.InvalidNameError` for a name that is empty once
+        cleaned, or too long (:func:`facedex.names.person_name`)."""
+        name = person_name(raw_name)
         key = person_key(name)
-        if not key:
-            raise ValueError("empty person name")
         pid = self._people.get(key)
         if pid is not None:
             return pid

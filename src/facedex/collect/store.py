@@ -1,19 +1,22 @@
 """Files in DST: complete or absent, never half-written.
 
-Downloaded bytes are first written to ``DST/.facedex-collect/tmp/`` and
-flushed to disk (``fsync``); only then are they renamed into a person
-folder. A rename within one file system is atomic, so a person folder only
-ever holds complete images, whatever moment the process is killed at. An
-image that several people share is hard-linked into each of their folders
-(copied, through a temporary file, where the file system has no hard
-links).
+Downloaded bytes are first written to ``DST/.facedex-collect/tmp/`` through
+:func:`facedex.files.atomic_writer` (a temporary name, fsync, rename: the
+staged file is complete or absent); only once the state database records it
+is it renamed into a person folder. A rename within one file system is
+atomic, so a person folder only ever holds complete images, whatever moment
+the process is killed at. Staging happens in the state folder rather than
+beside the final name so that a killed run leaves nothing in the person
+folders, and the next run's recovery removes whatever staged file the
+database does not know. An image that several people share is hard-linked
+into each of their folders (copied, where the file system has no hard links).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
 from ..files import atomic_writer as _atomic_writer
@@ -49,21 +52,16 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _staging_path(tmp_dir: Path, prefix: str) -> Path:
+    return tmp_dir / f"{prefix}.{secrets.token_hex(8)}.part"
+
+
 def write_temp(tmp_dir: Path, data: bytes, prefix: str) -> Path:
-    """Write ``data`` to a new file in ``tmp_dir`` and flush it to disk."""
-    fd, name = tempfile.mkstemp(prefix=prefix + ".", suffix=".part", dir=tmp_dir)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        try:
-            os.unlink(name)
-        except FileNotFoundError:
-            pass
-        raise
-    return Path(name)
+    """Write ``data`` to a new file in ``tmp_dir``, flushed to disk, and return its path."""
+    path = _staging_path(tmp_dir, prefix)
+    with _atomic_writer(path, "wb") as f:
+        f.write(data)
+    return path
 
 
 def sync_dir(path: Path) -> None:
@@ -81,25 +79,18 @@ def move_into_place(tmp: Path, final: Path) -> None:
 
 
 def link_into_place(existing: Path, final: Path, tmp_dir: Path) -> None:
-    """Give ``existing`` a second name ``final``: a hard link, else a copy (both atomic)."""
-    fd, name = tempfile.mkstemp(prefix="link.", suffix=".part", dir=tmp_dir)
-    os.close(fd)
-    tmp = Path(name)
+    """Give ``existing`` a second name ``final``: a hard link, else a copy, staged in
+    ``tmp_dir`` and renamed into place (atomic either way)."""
+    staged = _staging_path(tmp_dir, "link")
     try:
-        tmp.unlink()
         try:
-            os.link(existing, tmp)
+            os.link(existing, staged)
         except OSError:
-            with open(existing, "rb") as src, open(tmp, "wb") as dst:
+            with open(existing, "rb") as src, _atomic_writer(staged, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
-                dst.flush()
-                os.fsync(dst.fileno())
-        os.replace(tmp, final)
+        move_into_place(staged, final)
     except BaseException:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
+        staged.unlink(missing_ok=True)
         raise
 
 
