@@ -19,7 +19,17 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="facedex train needs PyTorch: pip install 'facedex[train]'")
 
-from facedex.errors import EmbedderMismatchError, UnknownNameError  # noqa: E402
+from facedex.errors import (  # noqa: E402
+    CheckpointError,
+    ConversionError,
+    DataError,
+    EmbedderMismatchError,
+    NonFiniteError,
+    TrainConfigError,
+    TrainError,
+    UnknownNameError,
+)
+from facedex.names import person_key  # noqa: E402
 from facedex.train.backbones import create_backbone, list_backbones  # noqa: E402
 from facedex.train.backbones.common import forward_from  # noqa: E402
 from facedex.train.checkpoint import load_checkpoint  # noqa: E402
@@ -31,15 +41,7 @@ from facedex.train.config import (  # noqa: E402
     resolve,
     to_toml,
 )
-from facedex.train.data import Augmenter, person_key, scan_dataset  # noqa: E402
-from facedex.train.errors import (  # noqa: E402
-    CheckpointError,
-    ConversionError,
-    DataError,
-    NonFiniteError,
-    TrainConfigError,
-    TrainError,
-)
+from facedex.train.data import Augmenter, scan_dataset  # noqa: E402
 from facedex.train.loop import train  # noqa: E402
 from facedex.train.losses import (  # noqa: E402
     LOSSES,
@@ -543,10 +545,11 @@ def test_export_round_trip_through_facedex_and_the_gallery_refuses_other_vectors
     assert make_embedder(str(moved / "tiny.onnx")).id == ex.card_id
 
 
+@pytest.mark.slow
 def test_cli_fine_tunes_sface_exports_and_the_model_enrolls_and_identifies(clean_data, stranger_crops, tiny_pairs,
                                                                             tmp_path):
     out = tmp_path / "ft"
-    r = facedex("train", clean_data, out, "--freeze", "27", "--cache-views", "2", "--epochs", "2",
+    r = facedex("train", "run", clean_data, out, "--freeze", "27", "--cache-views", "2", "--epochs", "2",
                 "--batch-size", "8", "--strangers", stranger_crops, "--lfw", LFW, "--lfw-pairs", tiny_pairs,
                 "--name", "sface-ft", "--json", check_rc=0)
     res = json.loads(r.stdout)
@@ -572,19 +575,34 @@ def test_cli_fine_tunes_sface_exports_and_the_model_enrolls_and_identifies(clean
     r = facedex("enroll", tmp_path / "sface.gallery", people, "--embedder", onnx, check_rc=2)
     assert "refusing" in r.stderr
     # the last checkpoint exports on its own too
-    r = facedex("train-export", out / "checkpoints" / "last.pt", "--out", tmp_path / "again", "--json", check_rc=0)
+    r = facedex("train", "export", out / "checkpoints" / "last.pt", "--out", tmp_path / "again", "--json", check_rc=0)
     assert json.loads(r.stdout)["card_id"].startswith("sface-ft@")
 
 
+@pytest.mark.slow
 def test_cli_errors_exit_2_with_the_reason(tmp_path):
     (tmp_path / "one" / "Alice").mkdir(parents=True)
     _write_png(tmp_path / "one" / "Alice" / "a.png")
-    r = facedex("train", tmp_path / "one", tmp_path / "out", check_rc=2)
+    r = facedex("train", "run", tmp_path / "one", tmp_path / "out", check_rc=2)
     assert "at least 2 people" in r.stderr
-    r = facedex("train", tmp_path / "one", tmp_path / "out", "--backbone", "mobilefacenet", "--init", "sface",
+    r = facedex("train", "run", tmp_path / "one", tmp_path / "out2", "--backbone", "mobilefacenet", "--init", "sface",
                 check_rc=2)
     assert "needs backbone 'sface'" in r.stderr
-    r = facedex("train", "--list", check_rc=0)
+    assert not (tmp_path / "out2").exists()  # the settings are checked before OUT is created
+    r = facedex("train", "list", check_rc=0)
     assert "mobilefacenet" in r.stdout and "arcface" in r.stdout
-    r = facedex("train", "--print-config", "--backbone", "mobilefacenet", check_rc=0)
+    r = facedex("train", "list", "--json", check_rc=0)  # JSON, not the table
+    listed = json.loads(r.stdout)
+    assert "mobilefacenet" in [b["name"] for b in listed["backbones"]]
+    assert "sface" in next(b for b in listed["backbones"] if b["name"] == "sface")["pretrained"]
+    assert "arcface" in [x["name"] for x in listed["losses"]]
+    r = facedex("train", "run", "--print-config", "--backbone", "mobilefacenet", check_rc=0)
     assert tomllib.loads(r.stdout)["model"]["init"] == "scratch"
+    r = facedex("train", "run", "--print-config", "--epochs", "4", "--json", check_rc=0)
+    assert json.loads(r.stdout)["epochs"] == 4
+    r = facedex("train", "run", check_rc=2)
+    assert "DATA and OUT are required" in r.stderr
+    for bad in (["--epochs", "0"], ["--lr", "-1"], ["--batch-size", "1"], ["--cache-views", "65"]):
+        r = facedex("train", "run", tmp_path / "one", tmp_path / "out3", *bad, check_rc=2)
+        assert f"argument {bad[0]}" in r.stderr
+    assert not (tmp_path / "out3").exists()

@@ -1,5 +1,6 @@
-"""`facedex train DATA OUT`: fine-tune SFace or train a network on `facedex clean` output;
-`facedex train-export CKPT`: export a checkpoint as an ONNX embedder with its card.
+"""``facedex train``: ``run`` fine-tunes SFace or trains a network on `facedex clean`
+output; ``export`` turns a checkpoint into an ONNX embedder with its card;
+``list`` shows the backbones and losses.
 
 PyTorch is imported only when one of these commands runs (``pip install 'facedex[train]'``).
 """
@@ -8,64 +9,109 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
+import shlex
 from pathlib import Path
 from typing import Any
 
+from .common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    add_command,
+    add_json,
+    bounded,
+    stop_on_interrupt,
+)
 from .output import emit_json, err, out, progress
 
-EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 ORDER = 40
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "train", help="fine-tune or train a face-embedding network on `facedex clean` output",
+    p = add_command(
+        sub, "train", help="fine-tune or train a face-embedding network on `facedex clean` output",
+        description="Train a face-embedding network on the output of `facedex clean` and export it as an ONNX "
+                    "embedder that enroll, identify and eval use with --embedder. `run` trains, `export` "
+                    "exports another checkpoint, `list` shows the backbones and losses. See docs/train.md.",
+        examples=["facedex train run clean/ runs/ft1",
+                  "facedex train export runs/ft1/checkpoints/last.pt",
+                  "facedex train list --json"])
+    tsub = p.add_subparsers(dest="train_command", metavar="ACTION", required=True)
+
+    r = add_command(
+        tsub, "run", help="train on DATA and write checkpoints, metrics and the exported model to OUT",
         description="Train on DATA (the output of `facedex clean`: aligned 112x112 crops and manifest.jsonl, or "
                     "DATA/<Person>/*.png aligned crops) and write checkpoints, metrics and an exported ONNX "
-                    "embedder to OUT. By default the pretrained SFace network is fine-tuned with ArcFace — the "
+                    "embedder to OUT. By default the pretrained SFace network is fine-tuned with ArcFace, the "
                     "recommended mode for small datasets. Settings come from --config (TOML) and the options "
-                    "below; see docs/train.md. Ctrl-C stops after the current step with a checkpoint; "
-                    "--resume continues exactly.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data", metavar="DATA", nargs="?", help="training data (`facedex clean` output)")
-    p.add_argument("out", metavar="OUT", nargs="?", help="run folder (created; must not hold another run)")
-    p.add_argument("--config", metavar="TOML", help="settings file (see `facedex train --print-config`)")
-    p.add_argument("--resume", action="store_true", help="continue the run in OUT from checkpoints/last.pt")
-    g = p.add_argument_group("overrides (win over --config)")
-    g.add_argument("--epochs", type=int, metavar="N")
-    g.add_argument("--batch-size", type=int, metavar="N")
-    g.add_argument("--lr", type=float, metavar="LR", help="learning rate of the loss head (backbone: × backbone_lr_mult)")
-    g.add_argument("--backbone", metavar="NAME", help="network (see --list): sface, mobilefacenet, iresnet18…")
-    g.add_argument("--loss", metavar="NAME", help="loss (see --list): arcface, cosface, center, softmax, combined")
-    g.add_argument("--init", metavar="FROM", help="scratch, sface (pretrained; needs --backbone sface) or a checkpoint .pt")
-    g.add_argument("--freeze", type=int, metavar="N", help="keep the first N stages of the backbone as they are")
-    g.add_argument("--cache-views", type=int, metavar="K",
-                   help="run the frozen stages once on K versions of each image (fast CPU fine-tuning)")
-    g.add_argument("--seed", type=int)
-    g.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:N (default: a CUDA GPU when present)")
-    g.add_argument("--strangers", metavar="DIR", help="aligned crops of people not in DATA, for FPIR")
-    g.add_argument("--lfw", metavar="DIR", help="LFW folder: accuracy on the pairs of people not trained on")
-    g.add_argument("--lfw-pairs", metavar="FILE", help="LFW pairs file (default: pairs.txt beside DIR)")
-    g.add_argument("--name", metavar="NAME", help="name of the exported model (default: OUT's folder name)")
-    g.add_argument("--no-export", action="store_true", help="do not export at the end")
-    p.add_argument("--list", action="store_true", help="list the backbones and losses, then exit")
-    p.add_argument("--print-config", action="store_true",
-                   help="print the resolved settings as TOML (a starting point for --config), then exit")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=cmd_train)
+                    "below, which win over it; an option left out takes the setting named in its help from "
+                    "the file, else that setting's default. Ctrl-C stops after the current step with a "
+                    "checkpoint; --resume continues exactly.",
+        examples=["facedex train run clean/ runs/ft1 --lfw ../shared/data/lfw",
+                  "facedex train run clean/ runs/mfn --backbone mobilefacenet --loss cosface --epochs 30",
+                  "facedex train run clean/ runs/ft1 --resume"])
+    r.add_argument("data", metavar="DATA", nargs="?", help="training data (`facedex clean` output)")
+    r.add_argument("out", metavar="OUT", nargs="?", help="run folder (created; must not hold another run)")
+    r.add_argument("--config", metavar="TOML", help="settings file (see `facedex train run --print-config`)")
+    r.add_argument("--resume", action="store_true", help="continue the run in OUT from checkpoints/last.pt")
+    r.add_argument("--print-config", action="store_true",
+                   help="print the resolved settings as TOML (a starting point for --config), then exit; "
+                        "DATA and OUT are not needed")
+    add_json(r, "the result (with --print-config: the settings)")
+    g = r.add_argument_group("settings (win over --config; setting name and default in brackets)")
+    g.add_argument("--epochs", type=bounded(int, 1), metavar="N",
+                   help="passes over the training images [epochs; auto: 3 fine-tuning, 30 from scratch]")
+    g.add_argument("--batch-size", type=bounded(int, 2), metavar="N", help="images per step [batch_size; 64]")
+    g.add_argument("--lr", type=bounded(float, 0, low_open=True), metavar="LR",
+                   help="learning rate of the loss head; the backbone's is LR x optim.backbone_lr_mult "
+                        "[optim.lr; auto: 0.05 fine-tuning, 0.1 from scratch]")
+    g.add_argument("--backbone", metavar="NAME",
+                   help="network, see `facedex train list` [model.backbone; sface]")
+    g.add_argument("--loss", metavar="NAME",
+                   help="loss, see `facedex train list` [loss.name; arcface]")
+    g.add_argument("--init", metavar="FROM",
+                   help="scratch, sface (pretrained; needs --backbone sface) or a checkpoint .pt "
+                        "[model.init; auto: sface for the sface backbone, else scratch]")
+    g.add_argument("--freeze", type=bounded(int, 0), metavar="N",
+                   help="keep the first N stages of the backbone as they are [model.freeze; auto: 23 for sface, else 0]")
+    g.add_argument("--cache-views", type=bounded(int, 0, 64), metavar="K",
+                   help="run the frozen stages once on K versions of each image, for fast CPU fine-tuning "
+                        "[model.cache_views; auto: 3 when stages are frozen]")
+    g.add_argument("--seed", type=bounded(int, 0), metavar="N", help="seed of every random choice [seed; 0]")
+    g.add_argument("--device", metavar="DEV",
+                   help="cpu, cuda or cuda:N [device; auto: a CUDA GPU when present, else the CPU]")
+    g.add_argument("--strangers", metavar="DIR",
+                   help="folder of aligned crops of people not in DATA, for FPIR "
+                        "[validation.strangers; none: leave-one-person-out]")
+    g.add_argument("--lfw", metavar="DIR",
+                   help="LFW folder: accuracy on the pairs of people not trained on [validation.lfw; none]")
+    g.add_argument("--lfw-pairs", metavar="FILE",
+                   help="LFW pairs file [validation.lfw_pairs; pairs.txt beside the LFW folder]")
+    g.add_argument("--name", metavar="NAME", help="name of the exported model [export.name; OUT's folder name]")
+    g.add_argument("--no-export", action="store_true", help="do not export at the end [export.enabled = false]")
+    r.set_defaults(func=cmd_run)
 
-    p = sub.add_parser(
-        "train-export", help="export a training checkpoint as an ONNX embedder with its model card",
+    e = add_command(
+        tsub, "export", help="export a training checkpoint as an ONNX embedder with its model card",
         description="Write <NAME>.onnx and <NAME>.card.json (usable with --embedder) from CKPT, after checking "
-                    "that onnxruntime gives PyTorch's embeddings. `facedex train` already exports "
-                    "OUT/export/ at the end; use this for another checkpoint (last.pt, or an interrupted run).")
-    p.add_argument("checkpoint", metavar="CKPT", help="a checkpoint, e.g. OUT/checkpoints/last.pt")
-    p.add_argument("--out", metavar="DIR", help="output folder (default: the run's export/ folder)")
-    p.add_argument("--name", metavar="NAME", help="model name (default: the run folder's name)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_export)
+                    "that onnxruntime gives PyTorch's embeddings. `facedex train run` already exports "
+                    "OUT/export/ at the end; use this for another checkpoint (last.pt, or an interrupted run).",
+        examples=["facedex train export runs/ft1/checkpoints/last.pt",
+                  "facedex train export runs/ft1/checkpoints/best.pt --out models/ --name my-sface"])
+    e.add_argument("checkpoint", metavar="CKPT", help="a checkpoint, e.g. OUT/checkpoints/last.pt")
+    e.add_argument("--out", metavar="DIR", help="output folder (default: the run's export/ folder)")
+    e.add_argument("--name", metavar="NAME", help="model name (default: the name the run exported under, "
+                                                  "else the run folder's name)")
+    add_json(e, "the export result")
+    e.set_defaults(func=cmd_export)
+
+    ls = add_command(tsub, "list", help="list the backbones and losses `facedex train run` can use",
+                     description="The backbones (networks) and losses that --backbone and --loss accept, with "
+                                 "the backbones that have pretrained weights.",
+                     examples=["facedex train list", "facedex train list --json"])
+    add_json(ls, "the backbones and losses")
+    ls.set_defaults(func=cmd_list)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -79,15 +125,25 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in o.items() if v is not None}
 
 
-def _list() -> None:
+def cmd_list(args: argparse.Namespace) -> int:
+    from ..train import require_torch
+
+    require_torch()
     from ..train.backbones import list_backbones
     from ..train.losses import LOSSES
     from .output import table
 
-    out(table([[b.name, b.size, ", ".join(b.pretrained) or "–", b.summary] for b in list_backbones()],
+    backbones = [{"name": b.name, "size": b.size, "pretrained": list(b.pretrained), "summary": b.summary}
+                 for b in list_backbones()]
+    losses = [{"name": n, "summary": LOSSES[n].summary} for n in sorted(LOSSES)]
+    if args.json:
+        emit_json({"backbones": backbones, "losses": losses})
+        return EXIT_OK
+    out(table([[b["name"], b["size"], ", ".join(b["pretrained"]) or "–", b["summary"]] for b in backbones],
               ["backbone", "size", "pretrained", ""]))
     out("")
-    out(table([[n, LOSSES[n].summary] for n in sorted(LOSSES)], ["loss", ""]))
+    out(table([[x["name"], x["summary"]] for x in losses], ["loss", ""]))
+    return EXIT_OK
 
 
 class _Bars:
@@ -140,48 +196,47 @@ def _epoch_line(m: dict[str, Any]) -> str:
     return "  |  ".join(parts)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace) -> int:
     from ..train import require_torch
     from ..train.config import apply_overrides, load_config, resolve, to_toml
 
-    if args.list:
-        require_torch()
-        _list()
-        return EXIT_OK
     cfg = load_config(args.config) if args.config else None
     if args.print_config:
         require_torch()
-        out(to_toml(resolve(apply_overrides(cfg or load_config(None), _overrides(args))),
-                    "facedex train settings (resolved); edit and pass with --config"), )
+        resolved = resolve(apply_overrides(cfg or load_config(None), _overrides(args)))
+        if args.json:
+            emit_json(resolved.to_dict())
+        else:
+            out(to_toml(resolved, "facedex train settings (resolved); edit and pass with --config"))
         return EXIT_OK
     if not args.data or not args.out:
-        err("facedex train: error: DATA and OUT are required (or --list / --print-config)")
+        err("facedex train run: error: DATA and OUT are required (unless --print-config)")
         return EXIT_USAGE
     require_torch()
-    from ..train import train
+    from ..train import Trainer
 
     outdir = Path(args.out)
-    stop = threading.Event()
     bars = _Bars(enabled=not args.json, quiet=args.json)
-    handler = _log_to_file(outdir)
-    previous = None
-
-    def on_sigint(signum, frame):  # first Ctrl-C: stop after this step; second: abort
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        bars.close()
-        err("stopping after this step (a checkpoint is written); press Ctrl-C again to abort at once")
-
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGINT, on_sigint)
+    resume = f"facedex train run {shlex.quote(args.data)} {shlex.quote(args.out)} --resume"
+    handler = None
     try:
-        result = train(args.data, outdir, cfg, resume=args.resume, overrides=_overrides(args),
-                       progress=bars, stop=stop)
+        with stop_on_interrupt("stopping after this step (a checkpoint is written); press Ctrl-C again to "
+                               "abort at once", on_first=bars.close) as stop:
+            # the settings are checked before OUT is created
+            trainer = Trainer(args.data, outdir, cfg, resume=args.resume, overrides=_overrides(args),
+                              progress=bars, stop=stop)
+            handler = _log_to_file(outdir)
+            result = trainer.run()
+    except KeyboardInterrupt:  # the second Ctrl-C: no checkpoint of this step, the last one stays valid
+        bars.close()
+        last = outdir / "checkpoints" / "last.pt"
+        if args.json:
+            emit_json({"out": str(outdir), "interrupted": True, "aborted": True,
+                       "last_checkpoint": str(last) if last.is_file() else None})
+        err("aborted; the last checkpoint is kept" + (f"; continue with: {resume}" if last.is_file() else ""))
+        return EXIT_INTERRUPTED
     finally:
         bars.close()
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
         if handler is not None:
             logging.getLogger("facedex").removeHandler(handler)
             handler.close()
@@ -191,7 +246,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         _summary(result, args)
     if result.interrupted:
-        err(f"interrupted; continue with: facedex train {args.data} {args.out} --resume")
+        err(f"interrupted after {result.epochs_done} epoch(s), {result.global_step} steps; "
+            f"continue with: {resume}")
         return EXIT_INTERRUPTED
     return EXIT_PARTIAL if skipped else EXIT_OK
 

@@ -42,11 +42,9 @@ def require_torch() -> None:
     try:
         import torch  # noqa: F401
     except ImportError:
-        from .errors import MissingDependencyError
+        from ..errors import MissingDependencyError
 
-        raise MissingDependencyError(
-            "facedex train needs PyTorch: pip install 'facedex[train]' (a CPU build: pip install torch==2.13.0)"
-        ) from None
+        raise MissingDependencyError("torch", "train", "facedex train (a CPU build: pip install torch==2.13.0)") from None
 
 
 def __getattr__(name: str) -> Any:

@@ -21,16 +21,15 @@ full disk never leaves a half-written ``last.pt``.
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
+from ..files import atomic_path
 
 FORMAT = "facedex-train-checkpoint"
 VERSION = 1
@@ -65,26 +64,17 @@ def _tupled(x: Any) -> Any:
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` atomically (temporary file, fsync, rename)."""
+    """Write ``payload`` atomically (:func:`facedex.files.atomic_path`: a temporary
+    file, fsync, rename); a full disk raises :class:`CheckpointError` and leaves the
+    previous checkpoint as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = {"format": FORMAT, "version": VERSION, **payload}
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(err, OSError):
-            raise CheckpointError(f"cannot write checkpoint {path} ({err.strerror or err}); "
-                                  "free some disk space or choose another OUT folder") from err
-        raise
+        with atomic_path(path) as tmp:
+            torch.save(data, tmp)
+    except OSError as err:
+        raise CheckpointError(f"cannot write checkpoint {path} ({err.strerror or err}); "
+                              "free some disk space or choose another OUT folder") from err
     return path
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import TrainConfigError
+from ..errors import TrainConfigError
 
 AUTO = "auto"
 

@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import math
-import unicodedata
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +31,9 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from ..errors import DataError
 from ..media import IMAGE_SUFFIXES
 from .config import AugmentConfig, DataConfig
-from .errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +90,6 @@ class FaceDataset:
                 "train_images_per_person": {"min": min(counts), "median": float(np.median(counts)),
                                             "max": max(counts)} if counts else {},
                 "excluded_people": dict(sorted(self.excluded.items())), "skipped_files": len(self.skipped)}
-
-
-def person_key(name: str) -> str:
-    """Name used to match people across datasets (LFW exclusion): accents, case,
-    spaces, underscores and punctuation do not matter ("Jose_Maria" == "José María")."""
-    s = unicodedata.normalize("NFKD", name)
-    s = "".join(c for c in s if not unicodedata.combining(c)).lower()
-    return "_".join("".join(c if c.isalnum() else " " for c in s).split())
 
 
 def decode_crop(path: Path) -> tuple[np.ndarray | None, str]:

@@ -37,9 +37,10 @@ import numpy as np
 import torch
 
 from .. import __version__, models
+from ..errors import ExportError
+from ..files import atomic_write_bytes
 from .backbones.sface import probe_batch
 from .checkpoint import build_model, load_checkpoint
-from .errors import ExportError
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +158,10 @@ def export_checkpoint(checkpoint: str | Path | dict[str, Any], out_dir: str | Pa
                                   "checkpoint": str(source_path) if source_path else None}
     out_dir = Path(out_dir)
     onnx_path, card_path = out_dir / f"{name}.onnx", out_dir / f"{name}.card.json"
-    models.atomic_write_bytes(onnx_path, data)
+    atomic_write_bytes(onnx_path, data)
     d = card.to_dict()
     d["source"] = onnx_path.name  # relative: the folder can be moved
-    models.atomic_write_bytes(card_path, json.dumps(d, indent=2, ensure_ascii=False).encode())
+    atomic_write_bytes(card_path, json.dumps(d, indent=2, ensure_ascii=False).encode())
     if card.default_threshold is None:
         log.warning("no validation threshold in this checkpoint; galleries will use 0.5 until `facedex calibrate`")
     log.info("exported %s (%s): relative max |onnx - torch| = %.2g", onnx_path, card.id, diff)

@@ -43,12 +43,13 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..errors import CheckpointError, NonFiniteError, TrainConfigError, TrainError, UnknownNameError
+from ..files import atomic_path, atomic_write_bytes, atomic_write_text
 from .backbones import create_backbone, get_backbone
 from .backbones.common import forward_from
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .config import TrainConfig, apply_overrides, resolve, to_toml, trajectory_differences
 from .data import Augmenter, FaceDataset, ImageStore, epoch_order, scan_dataset, to_tensor
-from .errors import CheckpointError, NonFiniteError, TrainConfigError, TrainError
 from .export import ExportResult, export_checkpoint
 from .losses import create_loss
 from .metrics import plot_curves, write_metrics
@@ -240,8 +241,6 @@ class Trainer:
         spec = get_backbone(c.model.backbone)
         init = c.model.init
         if init not in ("scratch",) and not init.endswith(".pt") and init not in spec.pretrained:
-            from ..errors import UnknownNameError
-
             known = ["scratch", *spec.pretrained, "<checkpoint.pt>"]
             if init in ("sface",):
                 raise TrainConfigError(f"model.init = 'sface' needs backbone 'sface' (the pretrained weights fit only "
@@ -356,7 +355,7 @@ class Trainer:
         if rc is not None:
             prev = rc.get("run_info") or {}
             run_info["sface_conversion"] = prev.get("sface_conversion")
-        (self.out / "config.toml").write_text(to_toml(c, f"facedex train: resolved config of {self.out}"))
+        atomic_write_text(self.out / "config.toml", to_toml(c, f"facedex train: resolved config of {self.out}"))
         self._write_json("run.json", run_info)
 
         history: list[dict[str, Any]] = list(rc["history"]) if rc else []
@@ -514,8 +513,8 @@ class Trainer:
             export_info = dict(epoch_export, epoch=epoch + 1) if epoch_export else {}
             save_checkpoint(last_path, payload(epoch + 1, 0, "epoch_end"))
             if improved:
-                shutil.copyfile(last_path, best_path.with_suffix(".pt.tmp"))
-                os.replace(best_path.with_suffix(".pt.tmp"), best_path)
+                with atomic_path(best_path) as tmp:
+                    shutil.copyfile(last_path, tmp)
             write_metrics(self.out, history, run_info)
             self._event("epoch", epoch=epoch + 1, metrics=row)
             if self.stop.is_set() and not last_epoch:
@@ -624,8 +623,6 @@ class Trainer:
         return f"training stopped at {where}: {what}{stopped}; {ck}. To avoid it: " + "; ".join(hints) + "."
 
     def _write_json(self, name: str, data: dict[str, Any]) -> None:
-        from ..models import atomic_write_bytes
-
         atomic_write_bytes(self.out / name, json.dumps(data, indent=2, ensure_ascii=False, default=str).encode())
 
 

@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..models import atomic_write_bytes
+from ..files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

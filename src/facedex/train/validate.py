@@ -13,7 +13,7 @@ the softmax, which only knows the training people.
   :mod:`facedex.identify`, the code `facedex eval identify` uses.
 * **Generalisation**: LFW 10-fold accuracy (``facedex.evaluate.lfw``) on the
   pairs of ``pairs.txt`` whose two people are *not* among the training people
-  (names matched by :func:`facedex.train.data.person_key`). The LFW images are
+  (names matched by :func:`facedex.names.person_key`). The LFW images are
   detected and aligned once (central face, LFW protocol) and the crops cached.
 """
 
@@ -30,11 +30,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..errors import DataError
 from ..evaluate.identification import open_set, person_scores
 from ..evaluate.lfw import fallback_face, read_pairs, verification_metrics
+from ..files import atomic_writer
+from ..names import person_key
 from .backbones.common import forward_from, forward_until
-from .data import FaceDataset, ImageStore, person_key, read_crop_folder, to_tensor
-from .errors import DataError
+from .data import FaceDataset, ImageStore, read_crop_folder, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -199,10 +201,8 @@ def lfw_subset(lfw_dir: str | Path, pairs_file: str | Path | None, trained: list
             if progress:
                 progress(min(start + 32, len(paths)), len(paths))
         if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp.npz")
-            np.savez(tmp, crops=crops, fallbacks=fallbacks)
-            tmp.replace(cache)
+            with atomic_writer(cache) as f:
+                np.savez(f, crops=crops, fallbacks=fallbacks)
     return LfwSubset(crops, np.array([index[p.a] for p in keep]), np.array([index[p.b] for p in keep]),
                      np.array([p.same for p in keep]), np.array([p.fold for p in keep]), len(pairs), fallbacks)
 

@@ -19,8 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from ...errors import UnknownNameError
-from ..errors import TrainConfigError
+from ...errors import TrainConfigError, UnknownNameError
 from .iresnet import IResNet, IResNetConfig
 from .mobilefacenet import MobileFaceNet, MobileFaceNetConfig
 from .sface import SFaceConfig, SFaceNet

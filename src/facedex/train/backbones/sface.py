@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConversionError
+from ...errors import ConversionError
 from .common import ConvBNPReLU, InputNorm, init_weights
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...errors import UnknownNameError
-from ..errors import TrainConfigError
+from ...errors import TrainConfigError, UnknownNameError
 from .base import FaceLoss, LossOutput
 from .center import CenterConfig, CenterLoss, SoftmaxCenterLoss
 from .margin import CombinedMarginLoss, MarginConfig
