@@ -8,15 +8,21 @@ import io
 import json
 import os
 import shutil
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from facedex.clean import CleanConfig, CleanError, clean
-from facedex.clean.scan import SourcesFileError
+from facedex.clean import CleanConfig, clean
+from facedex.errors import CleanError, SourcesFileError
 
-from .conftest import lfw_image, lfw_images
+from .conftest import KNOWN, lfw_image, lfw_images, make_people
 from .test_cli import facedex
 
 MAIN = "Hugo_Chavez"
@@ -271,7 +277,8 @@ def test_clean_command(tmp_path, noisy):
     src = tmp_path / "src"
     shutil.copytree(root / MAIN, src / MAIN)
     (src / "stray.jpg").write_bytes(lfw_image("Zico", 1).read_bytes())
-    r = facedex("clean", src, tmp_path / "dst", "--json", "--split", "0.2", check_rc=1)
+    r = facedex("clean", src, tmp_path / "dst", "--json", "--split", "0.2", "--min-face", "40", "--min-score", "0.6",
+                check_rc=1)
     data = json.loads(r.stdout)
     assert data["by_reason"]["wrong_person"] == 2  # the two of Ariel Sharon
     assert data["by_reason"]["extreme_pose"] == 1  # Bill Clinton in profile
@@ -291,3 +298,76 @@ def test_thumbnails_and_vectors_survive_the_cache(noisy):
     assert np.allclose([s if s is not None else 9 for s in sims],
                        [d.similarity if d.similarity is not None else 9 for d in again.decisions])
     assert os.path.isfile(dst / "summary.json")
+
+
+def test_bad_option_values_are_usage_errors(tmp_path):
+    for bad in (["--split", "1"], ["--min-face", "-1"], ["--max-yaw", "91"], ["--outlier-threshold", "2"],
+                ["--margin", "0.5"], ["--min-score", "0"]):
+        r = facedex("clean", tmp_path / "src", tmp_path / "dst", *bad, timeout=20, check_rc=2)
+        assert f"argument {bad[0]}" in r.stderr
+    assert not (tmp_path / "dst").exists()
+
+
+def test_outputs_get_the_permissions_of_a_plain_file(tmp_path):
+    """Crops, manifest and summary are written through a temporary file, yet are
+    readable by others like any file the user writes (0644 under umask 022)."""
+    src = make_people(tmp_path / "src", {MAIN: lfw_images(MAIN)[:3]})
+    old = os.umask(0o022)
+    try:
+        report = clean(src, tmp_path / "dst", wide_margin=2.0)
+    finally:
+        os.umask(old)
+    assert report.summary["kept"] >= 1
+    dst = tmp_path / "dst"
+    files = [*dst.glob(f"{MAIN}/*.png"), *dst.glob(f"{MAIN}/wide/*.jpg"), dst / "manifest.jsonl", dst / "summary.json"]
+    assert len(files) >= 4
+    for f in files:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
+
+
+def _analysed(cache) -> int:
+    try:
+        with sqlite3.connect(f"file:{cache}?mode=ro", uri=True, timeout=0.1) as db:
+            return db.execute("SELECT COUNT(*) FROM analysis").fetchone()[0]
+    except sqlite3.Error:  # not created yet, or busy
+        return 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_reports_what_finished_keeps_it_and_a_rerun_completes(tmp_path):
+    src = make_people(tmp_path / "src", {p: lfw_images(p)[:10] for p in KNOWN[:6]})  # 60 images
+    dst = tmp_path / "dst"
+    cmd = [sys.executable, "-m", "facedex", "clean", str(src), str(dst), "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 180
+        while _analysed(dst / ".facedex-clean" / "cache.sqlite") < 16:  # a first batch is analysed
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the analysis did not start"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    report = json.loads(out)  # valid JSON, marked as interrupted
+    assert report["interrupted"] is True and report["stopped_during"] in ("analyse", "write")
+    assert report["images"] == 60 and report["people"] == 6 and report["analysed"] >= 16
+    assert "rejections" not in report and report["manifest"] is None
+    assert "interrupted while" in err and "run the same command again" in err
+    # what was written stays valid: the cache is sound, every crop decodes, no temporary file is left
+    with sqlite3.connect(dst / ".facedex-clean" / "cache.sqlite") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("SELECT COUNT(*) FROM analysis").fetchone()[0] >= report["analysed"]
+    for f in dst.rglob("*.png"):
+        Image.open(f).verify()
+    assert not [p for p in dst.rglob(".*") if p.is_file()]
+    # the same command continues from there and completes
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=os.environ.copy())
+    assert r.returncode == 0, r.stderr
+    done = json.loads(r.stdout)
+    assert done["interrupted"] is False and done["images"] == 60
+    assert done["reused_from_cache"] >= report["analysed"] and done["reused_from_cache"] + done["analysed"] == 60
+    assert len((dst / "manifest.jsonl").read_text().splitlines()) == 60

@@ -21,12 +21,13 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from .. import models
-from ..errors import ConfigError, FacedexError
+from ..errors import CleanError, ConfigError, FacedexError, SourcesFileError
 from ..faces.detect import DetectorConfig
 from ..files import atomic_write_bytes as atomic_write
 from ..media import decode_image, read_file
@@ -43,21 +44,27 @@ from .output import (
     thumbnail,
     wide_crop,
 )
-from .scan import SourcesFileError, SourcesIndex, read_sources, scan
+from .scan import SourcesIndex, read_sources, scan
 
 log = logging.getLogger(__name__)
 
-__all__ = ["clean", "CleanConfig", "CleanReport", "REASONS", "CleanError", "SourcesFileError", "thresholds_for"]
+__all__ = ["clean", "CleanConfig", "CleanReport", "REASONS", "CleanError", "SourcesFileError", "thresholds_for",
+           "DETECT_MIN_FACE"]
 
 STATE_DIR = ".facedex-clean"
 
-
-class CleanError(FacedexError):
-    """`clean` cannot run as asked (bad folders, no thresholds for the embedder, disk full…)."""
+#: Smallest face the detector looks for. Faces below ``CleanConfig.min_face``
+#: but above this are found and rejected as ``too_small`` instead of ``no_face``.
+DETECT_MIN_FACE = 16.0
 
 
 @dataclass
 class CleanReport:
+    """What a run did. ``interrupted`` runs (``stop`` was set) stopped during
+    ``stage`` (``"hash"``, ``"analyse"`` or ``"write"``): their ``summary`` only
+    counts the images and people found, the manifest is the previous run's (or
+    none), and every analysis and crop finished so far is kept for the next run."""
+
     summary: dict[str, Any]
     decisions: list[Decision] = field(default_factory=list)
     manifest: str = ""
@@ -65,12 +72,20 @@ class CleanReport:
     thresholds: dict[str, float] = field(default_factory=dict)
     analysed: int = 0
     reused: int = 0
+    written: int = 0
+    interrupted: bool = False
+    stage: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.summary, "manifest": self.manifest, "report": self.report_html,
-                "thresholds": self.thresholds, "analysed": self.analysed, "reused_from_cache": self.reused,
-                "rejections": [{"person": d.person, "source": d.rel, "reason": d.reason, "detail": d.detail}
-                               for d in self.decisions if d.status == "rejected"]}
+        d = {**self.summary, "interrupted": self.interrupted, "manifest": self.manifest or None,
+             "report": self.report_html, "thresholds": self.thresholds, "analysed": self.analysed,
+             "reused_from_cache": self.reused, "written": self.written}
+        if self.interrupted:
+            d["stopped_during"] = self.stage
+        else:
+            d["rejections"] = [{"person": x.person, "source": x.rel, "reason": x.reason, "detail": x.detail}
+                               for x in self.decisions if x.status == "rejected"]
+        return d
 
 
 def thresholds_for(card: models.ModelCard, cfg: CleanConfig) -> tuple[float, float]:
@@ -107,8 +122,13 @@ def clean(
     wide_size: int = 224,
     report_html: str | os.PathLike | None = None,
     progress: Callable[[str, int, int | None], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> CleanReport:
-    """Clean ``src`` into ``dst``; see the module documentation."""
+    """Clean ``src`` into ``dst``; see the module documentation.
+
+    Setting ``stop`` (from another thread or a signal handler) ends the run after
+    the batch of images in hand with an ``interrupted`` report; what finished is kept and
+    the same call continues from there."""
     cfg = config or CleanConfig()
     src_p, dst_p = Path(src), Path(dst)
     if not src_p.is_dir():
@@ -120,7 +140,7 @@ def clean(
     if wide_margin is not None and wide_margin < 1.0:
         raise ConfigError(f"--margin must be at least 1.0 (times the face box), got {wide_margin}")
     pipeline = FacePipeline(embedder=embedder, runtime=runtime,
-                            detector_config=detector_config or DetectorConfig(min_face=16.0))
+                            detector_config=detector_config or DetectorConfig(min_face=DETECT_MIN_FACE))
     tau, tau_pair = thresholds_for(pipeline.embedder.card, cfg)
 
     images, problems = scan(src_p)
@@ -135,7 +155,7 @@ def clean(
         raise CleanError(f"cannot write to {dst_p} ({err.strerror or err})") from err
     try:
         return _run(src_p, dst_p, cfg, images, problems, src_index, pipeline, cache, tau, tau_pair,
-                    wide_margin, wide_size, report_html, progress)
+                    wide_margin, wide_size, report_html, progress, stop or threading.Event())
     finally:
         cache.close()
 
@@ -149,14 +169,27 @@ def _hash(path: Path) -> str:
 
 
 def _run(src_p, dst_p, cfg, images, problems, src_index, pipeline, cache, tau, tau_pair,
-         wide_margin, wide_size, report_html, progress) -> CleanReport:
+         wide_margin, wide_size, report_html, progress, stop: threading.Event) -> CleanReport:
     def tick(stage: str, n: int, total: int | None) -> None:
         if progress:
             progress(stage, n, total)
 
+    thresholds = {"outlier": tau, "pair": tau_pair}
+    old_manifest = dst_p / "manifest.jsonl"
+
+    def interrupted(stage: str, analysed: int = 0, reused: int = 0, written: int = 0) -> CleanReport:
+        log.info("stopped during %s: %d image(s) analysed, %d crop(s) written", stage, analysed, written)
+        summary = {"images": len(images), "people": len({im.person for im in images}),
+                   "problems": [{"item": i, "reason": r} for i, r in problems]}
+        return CleanReport(summary=summary, manifest=str(old_manifest) if old_manifest.is_file() else "",
+                           thresholds=thresholds, analysed=analysed, reused=reused, written=written,
+                           interrupted=True, stage=stage)
+
     sha_of: dict[str, str] = {}
     unreadable: dict[str, str] = {}
     for im in images:
+        if stop.is_set():
+            return interrupted("hash")
         try:
             sha_of[im.rel] = _hash(im.path)
         except OSError as err:
@@ -166,7 +199,11 @@ def _run(src_p, dst_p, cfg, images, problems, src_index, pipeline, cache, tau, t
     analyzer = Analyzer(pipeline)
     todo = [(sha_of[im.rel], im.path) for im in images if sha_of[im.rel] not in unreadable]
     before = {sha for sha, _ in todo if cache.get(sha, analyzer.key) is not None}
-    analyses: dict[str, ImageAnalysis] = analyzer.analyze(todo, cache, progress=lambda n: tick("analyse", n, len(todo)))
+    analyses: dict[str, ImageAnalysis] = analyzer.analyze(todo, cache, progress=lambda n: tick("analyse", n, len(todo)),
+                                                          stop=stop)
+    analysed = len(set(analyses) - before)
+    if stop.is_set():
+        return interrupted("analyse", analysed, len(before))
     for sha, err in unreadable.items():
         analyses[sha] = ImageAnalysis(sha, 0, 0, 0, (), err)
 
@@ -191,8 +228,11 @@ def _run(src_p, dst_p, cfg, images, problems, src_index, pipeline, cache, tau, t
                 decoded_cache[rel] = None
         return decoded_cache[rel]
 
+    written = 0
     try:
         for d in decisions:
+            if stop.is_set():
+                return interrupted("write", analysed, len(before), written)
             a = analyses.get(d.sha256)
             outs: dict[str, str] = {}
             if d.status == "kept" and a is not None and d.face_index is not None:
@@ -217,6 +257,7 @@ def _run(src_p, dst_p, cfg, images, problems, src_index, pipeline, cache, tau, t
                         atomic_write(out_path, encode(aligned_crop(image, a, d.face_index), "PNG"))
                     else:
                         atomic_write(out_path, encode(wide_crop(image, a, d.face_index, wide_margin, wide_size), "JPEG"))
+                    written += 1
                 outs["output_key"] = key
             elif want_thumbs and d.status == "rejected":
                 idx = d.face_index
@@ -226,7 +267,7 @@ def _run(src_p, dst_p, cfg, images, problems, src_index, pipeline, cache, tau, t
             lines.append(manifest_line(d, a, outs))
             tick("write", 1, len(decisions))
         summary = summarize(decisions, problems)
-        summary.update(thresholds={"outlier": tau, "pair": tau_pair}, config=asdict(cfg),
+        summary.update(thresholds=thresholds, config=asdict(cfg),
                        embedder=pipeline.embedder_id, sources_groups=src_index.groups)
         atomic_write(dst_p / "manifest.jsonl", ("\n".join(lines) + "\n").encode())
         atomic_write(dst_p / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False).encode())
@@ -246,8 +287,8 @@ def _run(src_p, dst_p, cfg, images, problems, src_index, pipeline, cache, tau, t
             "space and run the same command again to continue"
         ) from err
     return CleanReport(summary=summary, decisions=decisions, manifest=str(dst_p / "manifest.jsonl"),
-                       report_html=report_path, thresholds={"outlier": tau, "pair": tau_pair},
-                       analysed=len({s for s, _ in todo} - before), reused=len(before))
+                       report_html=report_path, thresholds=thresholds,
+                       analysed=analysed, reused=len(before), written=written)
 
 
 def _previous_outputs(manifest: Path) -> dict[str, str]:

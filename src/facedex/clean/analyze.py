@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -160,7 +161,7 @@ class Analyzer:
     def key(self) -> str:
         cfg = self.pipeline.detector.config
         raw = json.dumps([ANALYSIS_VERSION, self.pipeline.embedder_id, self.pipeline.detector.card.id,
-                          cfg.score_threshold, cfg.nms_threshold, cfg.min_face, cfg.max_side,
+                          cfg.min_score, cfg.nms_threshold, cfg.min_face, cfg.max_side,
                           self.rotation_probe_below, self.rotation_margin])
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
@@ -182,8 +183,10 @@ class Analyzer:
         return best_k, best_faces
 
     def analyze(self, items: list[tuple[str, Path]], cache: AnalysisCache,
-                progress: Callable[[int], None] | None = None) -> dict[str, ImageAnalysis]:
-        """``items`` are (sha256, path); returns analyses by sha256, from the cache when possible."""
+                progress: Callable[[int], None] | None = None,
+                stop: threading.Event | None = None) -> dict[str, ImageAnalysis]:
+        """``items`` are (sha256, path); returns analyses by sha256, from the cache when possible.
+        When ``stop`` is set, returns after the batch in hand (every finished batch is in the cache)."""
         key = self.key
         out: dict[str, ImageAnalysis] = {}
         todo = []
@@ -198,6 +201,8 @@ class Analyzer:
             else:
                 todo.append((sha, path))
         for start in range(0, len(todo), self.batch):
+            if stop is not None and stop.is_set():
+                break
             chunk = todo[start : start + self.batch]
             done = self._analyze_chunk(chunk)
             cache.put_many(key, done)

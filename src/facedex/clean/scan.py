@@ -22,12 +22,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import FacedexError
+from ..errors import SourcesFileError
 from ..media import IMAGE_SUFFIXES, list_images
-
-
-class SourcesFileError(FacedexError):
-    """The sources file cannot be read or has a malformed line."""
 
 
 @dataclass(frozen=True)
