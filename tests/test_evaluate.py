@@ -9,15 +9,15 @@ import os
 import numpy as np
 import pytest
 
+from facedex.errors import ConfigError, DatasetError, PairsError
 from facedex.evaluate.identification import (
-    DatasetError,
     det_curve,
     evaluate_identification,
     open_set,
     person_scores,
     split_dataset,
 )
-from facedex.evaluate.lfw import PairsError, best_accuracy_threshold, evaluate_lfw, read_pairs, verification_metrics
+from facedex.evaluate.lfw import best_accuracy_threshold, evaluate_lfw, read_pairs, verification_metrics
 
 from .conftest import KNOWN, LFW, PAIRS, lfw_images, strangers
 from .test_cli import facedex
@@ -101,11 +101,63 @@ def test_lfw_known_answer_on_a_small_subset(tmp_path):
 
 def test_lfw_command_json_and_plot(tmp_path):
     plot = tmp_path / "roc.png"
-    r = facedex("eval", "lfw", "--data", LFW, "--pairs", _mini_pairs(tmp_path), "--json", "--plot", plot,
-                check_rc=0)
+    r = facedex("eval", "lfw", LFW, "--pairs", _mini_pairs(tmp_path), "--json", "--plot", plot, check_rc=0)
     data = json.loads(r.stdout)
     assert data["pairs"] == 60 and len(data["fold_accuracies"]) == 2
+    assert data["protocol"].startswith("LFW View 2, 2-fold, threshold chosen on the other 1 folds")
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_roc_title_counts_the_pairs_it_shows(tmp_path, monkeypatch):
+    axes = pytest.importorskip("matplotlib.axes")
+    from facedex.evaluate.plots import roc_plot
+
+    titles = []
+    real = axes.Axes.set_title
+    monkeypatch.setattr(axes.Axes, "set_title", lambda ax, t, *a, **k: titles.append(t) or real(ax, t))
+    scores, same = np.r_[np.linspace(0.3, 0.9, 60), np.linspace(0, 0.5, 60)], np.r_[np.ones(60), np.zeros(60)]
+    roc_plot([("x", scores, same.astype(bool))], tmp_path / "roc.svg")
+    assert titles == ["LFW verification (View 2, 120 pairs)"]
+    assert (tmp_path / "roc.svg").read_text().lstrip().startswith("<?xml")
+
+
+class _NoPipeline:
+    """Fails the test if the evaluation gets as far as embedding."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"options were not checked before the work started (pipeline.{name} used)")
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"limit_folds": 1}, "from 2 to 10"),
+    ({"limit_folds": 11}, "from 2 to 10"),
+    ({"limit_folds": 3}, "has 2 fold"),  # the mini pairs file has 2
+    ({"far": 0.0}, "far must be a rate"),
+    ({"far": 1.5}, "far must be a rate"),
+])
+def test_lfw_options_are_checked_before_any_work(tmp_path, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        evaluate_lfw(LFW, _mini_pairs(tmp_path), _NoPipeline(), **kwargs)
+    with pytest.raises(DatasetError, match="no such folder"):
+        evaluate_lfw(tmp_path / "nope", _mini_pairs(tmp_path), _NoPipeline())
+
+
+@pytest.mark.parametrize("args,message", [
+    (["eval", "lfw", "{lfw}", "--folds", "1"], "argument --folds: 1: must be >= 2"),
+    (["eval", "lfw", "{lfw}", "--folds", "11"], "argument --folds: 11: must be <= 10"),
+    (["eval", "lfw", "{lfw}", "--far", "0"], "argument --far"),
+    (["eval", "lfw", "{lfw}", "--pairs", "{tmp}/nope.txt"], "nope.txt: no such file"),
+    (["eval", "lfw", "{tmp}/nope"], "no such folder"),
+    (["eval", "lfw", "{lfw}", "--plot", "{tmp}/roc.jpgx"], "give a file name with one of these suffixes"),
+    (["eval", "identify", "{lfw}", "--min-images", "4", "--gallery-per-person", "4"], "must exceed"),
+    (["eval", "identify", "{lfw}", "--num-strangers", "-1"], "argument --num-strangers"),
+    (["eval", "identify", "{lfw}", "--gallery-sizes", "10,x"], "argument --gallery-sizes"),
+    (["eval", "identify", "{tmp}/nope"], "no such folder"),
+])
+def test_eval_options_fail_fast_with_exit_2(tmp_path, args, message):
+    r = facedex(*[a.format(lfw=LFW, tmp=tmp_path) for a in args], timeout=20, check_rc=2)
+    assert message.format(tmp=tmp_path) in r.stderr
 
 
 @pytest.mark.parametrize("defect,message", [
@@ -129,7 +181,7 @@ def test_bad_pairs_files(tmp_path, defect, message):
     with pytest.raises(PairsError, match=message) as info:
         read_pairs(p, LFW)
     assert str(p) in str(info.value)
-    r = facedex("eval", "lfw", "--data", LFW, "--pairs", p, check_rc=2)
+    r = facedex("eval", "lfw", LFW, "--pairs", p, check_rc=2)
     assert message in r.stderr
 
 
@@ -147,7 +199,7 @@ def _dataset(tmp_path, people=KNOWN[:5], per_person=8, n_strangers=15):
 
 def test_identification_known_answer_on_a_small_subset(tmp_path):
     root = _dataset(tmp_path)
-    res = evaluate_identification(root, min_images=8, gallery_per_person=4, strangers=10, gallery_sizes=[5, 10])
+    res = evaluate_identification(root, min_images=8, gallery_per_person=4, num_strangers=10, gallery_sizes=[5, 10])
     assert res.people == 5 and res.gallery_faces == 20
     assert res.genuine_searches == 20 and res.stranger_searches == 10
     assert res.rank1 >= 0.95 and res.rank5 == 1.0
@@ -161,8 +213,8 @@ def test_identification_known_answer_on_a_small_subset(tmp_path):
 
 def test_identify_command_json(tmp_path):
     root = _dataset(tmp_path)
-    r = facedex("eval", "identify", "--data", root, "--min-images", "8", "--gallery-per-person", "4",
-                "--strangers", "10", "--json", "--plot", tmp_path / "det.png", check_rc=0)
+    r = facedex("eval", "identify", root, "--min-images", "8", "--gallery-per-person", "4",
+                "--num-strangers", "10", "--json", "--plot", tmp_path / "det.png", check_rc=0)
     data = json.loads(r.stdout)
     assert data["people"] == 5 and data["rank1"] >= 0.95
     assert (tmp_path / "det.png").read_bytes()[:4] == b"\x89PNG"
@@ -172,18 +224,22 @@ def test_dataset_with_one_person_is_refused(tmp_path):
     root = _dataset(tmp_path, people=KNOWN[:1])
     with pytest.raises(DatasetError, match="at least 2 enrolled people"):
         split_dataset(root, min_images=8, gallery_per_person=4)
-    r = facedex("eval", "identify", "--data", root, "--min-images", "8", "--gallery-per-person", "4", check_rc=2)
+    r = facedex("eval", "identify", root, "--min-images", "8", "--gallery-per-person", "4", check_rc=2)
     assert "at least 2 enrolled people" in r.stderr
-    with pytest.raises(DatasetError, match="must exceed"):
+    with pytest.raises(ConfigError, match="must exceed"):
         split_dataset(root, min_images=4, gallery_per_person=4)
+    with pytest.raises(ConfigError, match="num_strangers"):
+        evaluate_identification(root, _NoPipeline(), num_strangers=-1)
+    with pytest.raises(ConfigError, match="gallery sizes"):
+        evaluate_identification(root, _NoPipeline(), gallery_sizes=[0])
     with pytest.raises(DatasetError, match="no such folder"):
         split_dataset(tmp_path / "nope")
 
 
 def test_split_is_deterministic_and_disjoint(tmp_path):
     root = _dataset(tmp_path)
-    a = split_dataset(root, min_images=8, gallery_per_person=4, strangers=5, distractors=5, seed=3)
-    b = split_dataset(root, min_images=8, gallery_per_person=4, strangers=5, distractors=5, seed=3)
+    a = split_dataset(root, min_images=8, gallery_per_person=4, num_strangers=5, num_distractors=5, seed=3)
+    b = split_dataset(root, min_images=8, gallery_per_person=4, num_strangers=5, num_distractors=5, seed=3)
     assert a == b
     for name in a.enrolled:
         assert not set(a.enrolled[name]) & set(a.genuine[name])

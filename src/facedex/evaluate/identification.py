@@ -2,7 +2,7 @@
 
 People with at least ``min_images`` images are *enrolled* with
 ``gallery_per_person`` of them; their other images are the *genuine* probes.
-People with fewer images are never enrolled: up to ``strangers`` of them give
+People with fewer images are never enrolled: up to ``num_strangers`` of them give
 one *stranger* probe each, and (for the gallery-size sweep) others are added
 to the gallery as *distractor* identities that are never searched for.
 
@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import FacedexError
+from ..errors import ConfigError, DatasetError
 from ..identify import calibrate, fnir_at, fpir_at, threshold_at_fpir
 from ..media import IMAGE_SUFFIXES
 from ..pipeline import FacePipeline
@@ -41,10 +41,6 @@ from .lfw import embed_central_faces
 log = logging.getLogger(__name__)
 
 FPIR_TARGETS = (0.01, 0.001)
-
-
-class DatasetError(FacedexError):
-    """The dataset folder cannot support the protocol as configured."""
 
 
 @dataclass
@@ -60,16 +56,39 @@ def _images(folder: Path) -> list[Path]:
                   and not p.name.startswith("."))
 
 
+def _whole(value: Any, low: int) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
+
+
+def check_options(*, min_images: int = 10, gallery_per_person: int = 5, num_strangers: int = 1000,
+                  num_distractors: int = 0, gallery_sizes: Sequence[int] = (),
+                  max_probes_per_person: int | None = None) -> None:
+    """Raise :class:`ConfigError` for option values the protocol cannot use (called
+    before the dataset is read, so that a bad value fails at once)."""
+    if not _whole(gallery_per_person, 1):
+        raise ConfigError(f"gallery_per_person must be a whole number >= 1, got {gallery_per_person!r}")
+    if not _whole(min_images, 2) or min_images <= gallery_per_person:
+        raise ConfigError(f"min_images ({min_images!r}) must exceed gallery_per_person ({gallery_per_person}) "
+                          "so that every enrolled person keeps at least one genuine search")
+    for name, value in (("num_strangers", num_strangers), ("num_distractors", num_distractors)):
+        if not _whole(value, 0):
+            raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}")
+    if max_probes_per_person is not None and not _whole(max_probes_per_person, 1):
+        raise ConfigError(f"max_probes_per_person must be a whole number >= 1, got {max_probes_per_person!r}")
+    bad = [s for s in gallery_sizes if not _whole(s, 1)]
+    if bad:
+        raise ConfigError(f"gallery sizes must be whole numbers of identities >= 1, got {bad}")
+
+
 def split_dataset(data_dir: str | Path, *, min_images: int = 10, gallery_per_person: int = 5,
-                  strangers: int = 1000, distractors: int = 0, seed: int = 0,
+                  num_strangers: int = 1000, num_distractors: int = 0, seed: int = 0,
                   max_probes_per_person: int | None = None) -> Split:
     """Deterministic split of a folder-per-person dataset (see the module doc)."""
+    check_options(min_images=min_images, gallery_per_person=gallery_per_person, num_strangers=num_strangers,
+                  num_distractors=num_distractors, max_probes_per_person=max_probes_per_person)
     root = Path(data_dir)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder (expected <DIR>/<Person>/<images>)")
-    if gallery_per_person < 1 or min_images <= gallery_per_person:
-        raise DatasetError(f"--min-images ({min_images}) must exceed --gallery-per-person ({gallery_per_person}) "
-                           "so every enrolled person keeps at least one genuine probe")
     rng = np.random.default_rng(seed)
     people = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     enrolled, genuine, others = {}, {}, []
@@ -90,10 +109,10 @@ def split_dataset(data_dir: str | Path, *, min_images: int = 10, gallery_per_per
         )
     order = rng.permutation(len(others))
     pool = [others[i] for i in order]
-    stranger_people = pool[:strangers]
-    distractor_people = pool[strangers : strangers + distractors]
-    if strangers and len(stranger_people) < strangers:
-        log.warning("only %d people are available as strangers (asked for %d)", len(stranger_people), strangers)
+    stranger_people = pool[:num_strangers]
+    distractor_people = pool[num_strangers : num_strangers + num_distractors]
+    if num_strangers and len(stranger_people) < num_strangers:
+        log.warning("only %d people are available as strangers (asked for %d)", len(stranger_people), num_strangers)
     return Split(
         enrolled=enrolled,
         genuine=genuine,
@@ -214,22 +233,26 @@ def evaluate_identification(
     *,
     min_images: int = 10,
     gallery_per_person: int = 5,
-    strangers: int = 1000,
+    num_strangers: int = 1000,
     gallery_sizes: Sequence[int] = (),
     seed: int = 0,
     max_probes_per_person: int | None = None,
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> IdentificationResult:
-    pipeline = pipeline or FacePipeline()
+    """The 1:N protocol on a folder-per-person dataset (see the module doc). Options
+    and the dataset's layout are checked before any image is embedded."""
+    check_options(min_images=min_images, gallery_per_person=gallery_per_person, num_strangers=num_strangers,
+                  gallery_sizes=gallery_sizes, max_probes_per_person=max_probes_per_person)
     sizes = sorted(set(int(s) for s in gallery_sizes))
     split0 = split_dataset(data_dir, min_images=min_images, gallery_per_person=gallery_per_person,
-                           strangers=strangers, seed=seed, max_probes_per_person=max_probes_per_person)
+                           num_strangers=num_strangers, seed=seed, max_probes_per_person=max_probes_per_person)
     n_enrolled = len(split0.enrolled)
     extra = max([s - n_enrolled for s in sizes], default=0)
     split = split0 if extra <= 0 else split_dataset(
-        data_dir, min_images=min_images, gallery_per_person=gallery_per_person, strangers=strangers,
-        distractors=extra, seed=seed, max_probes_per_person=max_probes_per_person)
+        data_dir, min_images=min_images, gallery_per_person=gallery_per_person, num_strangers=num_strangers,
+        num_distractors=extra, seed=seed, max_probes_per_person=max_probes_per_person)
+    pipeline = pipeline or FacePipeline()
     names = sorted(split.enrolled)
     label = {n: i for i, n in enumerate(names)}
     gallery_paths = [p for n in names for p in split.enrolled[n]]

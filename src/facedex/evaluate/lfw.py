@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, FacedexError
+from ..errors import ConfigError, DatasetError, PairsError
 from ..faces.detect import central_face
 from ..media import load_image
 from ..pipeline import FacePipeline, chunked
@@ -35,10 +35,6 @@ log = logging.getLogger(__name__)
 LFW_MEDIAN_LANDMARKS = np.array(
     [[104.2, 112.7], [147.6, 111.8], [126.7, 136.6], [108.4, 155.9], [145.5, 155.6]]
 ) / 250.0
-
-
-class PairsError(FacedexError):
-    """The pairs file is malformed or names an image that does not exist."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +88,8 @@ def read_pairs(pairs_file: str | Path, data_dir: str | Path, *, check_files: boo
         for k, p in enumerate(pairs):
             for f in (p.a, p.b):
                 if not f.is_file():
-                    raise PairsError(f"{pairs_file}:{body[k][0]}: image {f} does not exist (is --data the lfw/ folder?)")
+                    raise PairsError(f"{pairs_file}:{body[k][0]}: image {f} does not exist (is {data_dir} the "
+                                     "lfw/ folder?)")
     return pairs
 
 
@@ -185,9 +182,13 @@ class VerificationResult:
     same: np.ndarray
     embedder: str = ""
 
+    @property
+    def folds(self) -> int:
+        return len(self.fold_accuracies)
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "protocol": "LFW View 2, 10-fold, threshold chosen on the other 9 folds",
+            "protocol": f"LFW View 2, {self.folds}-fold, threshold chosen on the other {self.folds - 1} folds",
             "embedder": self.embedder,
             "accuracy": round(self.accuracy_mean, 5),
             "accuracy_std": round(self.accuracy_std, 5),
@@ -231,14 +232,38 @@ def verification_metrics(scores: np.ndarray, same: np.ndarray, folds: np.ndarray
     }
 
 
+#: Folds of the LFW View-2 protocol.
+LFW_FOLDS = 10
+
+
+def check_options(*, far: float = 1e-3, limit_folds: int | None = None) -> None:
+    """Raise :class:`ConfigError` for option values :func:`evaluate_lfw` cannot use
+    (called before any image is read, so that a bad value fails at once)."""
+    if not (isinstance(far, (int, float)) and 0.0 < far <= 1.0):
+        raise ConfigError(f"far must be a rate in (0, 1], e.g. 0.001 for 0.1 %; got {far!r}")
+    if limit_folds is not None and not (isinstance(limit_folds, int) and 2 <= limit_folds <= LFW_FOLDS):
+        raise ConfigError(f"folds must be an integer from 2 to {LFW_FOLDS} (the threshold of each fold is "
+                          f"chosen on the others, so one fold is not enough); got {limit_folds!r}")
+
+
 def evaluate_lfw(data_dir: str | Path, pairs_file: str | Path, pipeline: FacePipeline | None = None, *,
                  far: float = 1e-3, limit_folds: int | None = None,
                  progress: Callable[[int], None] | None = None,
                  on_total: Callable[[int], None] | None = None) -> VerificationResult:
-    pipeline = pipeline or FacePipeline()
+    """The View-2 protocol on the first ``limit_folds`` folds of ``pairs_file`` (all by
+    default). Options, the folder and the pairs file are checked before any image is embedded."""
+    check_options(far=far, limit_folds=limit_folds)
+    if not Path(data_dir).is_dir():
+        raise DatasetError(f"{data_dir}: no such folder; give the lfw/ folder (<DIR>/<Name>/<Name>_0001.jpg)")
     pairs = read_pairs(pairs_file, data_dir)
+    n_folds = len({p.fold for p in pairs})
     if limit_folds is not None:
+        if limit_folds > n_folds:
+            raise ConfigError(f"folds = {limit_folds}, but {pairs_file} has {n_folds} fold(s)")
         pairs = [p for p in pairs if p.fold < limit_folds]
+    elif n_folds < 2:
+        raise PairsError(f"{pairs_file}: has {n_folds} fold(s); the protocol needs at least 2")
+    pipeline = pipeline or FacePipeline()
     paths = sorted({p.a for p in pairs} | {p.b for p in pairs})
     if on_total:
         on_total(len(paths))

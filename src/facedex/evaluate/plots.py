@@ -1,13 +1,15 @@
-"""PNG plots for the evaluation commands (matplotlib, optional extra ``facedex[plot]``)."""
+"""Plots for the evaluation commands, as PNG, PDF or SVG (matplotlib, optional extra ``facedex[plot]``)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingDependencyError
+from ..files import atomic_path
 
 
 def _pyplot():
@@ -17,24 +19,48 @@ def _pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ConfigError("plots need matplotlib: pip install 'facedex[plot]'") from None
+        raise MissingDependencyError("matplotlib", "plot", "writing a plot") from None
     return plt
+
+
+#: File types the plots are written as, by suffix.
+FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
+
+
+def check_plot_path(path: str | Path) -> Path:
+    """Check, before any work, that a plot can be written to ``path``: matplotlib is
+    installed, the suffix names a known format, and the folder can be created."""
+    out = Path(path)
+    if out.suffix.lower() not in FORMATS:
+        raise ConfigError(f"{out}: a plot is written as {', '.join(FORMATS)}; give a file name with one of "
+                          "these suffixes")
+    _pyplot()
+    if out.is_dir():
+        raise ConfigError(f"{out}: is a folder; give a file name for the plot")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"{out}: cannot create its folder ({err.strerror or err})") from None
+    if not os.access(out.parent, os.W_OK):
+        raise ConfigError(f"{out}: its folder {out.parent} is not writable")
+    return out
 
 
 def _save(fig, path: str | Path) -> Path:
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format=FORMATS.get(out.suffix.lower(), "png"))
     return out
 
 
 def roc_plot(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str | Path,
-             title: str = "LFW verification (View 2, all 6,000 pairs)") -> Path:
+             title: str | None = None) -> Path:
     """ROC: true accept rate against false accept rate (log scale), one curve per
-    ``(label, scores, same)``."""
+    ``(label, scores, same)``; the default title gives the number of pairs."""
     plt = _pyplot()
+    if title is None:
+        counts = sorted({len(scores) for _, scores, _ in curves})
+        title = f"LFW verification (View 2, {'/'.join(f'{n:,}' for n in counts)} pairs)"
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for label, scores, same in curves:
         scores, same = np.asarray(scores), np.asarray(same, bool)
