@@ -568,7 +568,7 @@ def test_cli_fine_tunes_sface_exports_and_the_model_enrolls_and_identifies(clean
     gallery = tmp_path / "ft.gallery"
     facedex("enroll", gallery, people, "--embedder", onnx, "--multiple", "largest", check_rc=0)
     r = facedex("identify", gallery, lfw_image(PEOPLE[0], 30), "--json", check_rc=0)
-    faces = json.loads(r.stdout)[0]["faces"]
+    faces = json.loads(r.stdout)["results"][0]["faces"]
     assert PEOPLE[0] in [f["name"] for f in faces]
     # and a gallery of SFace vectors refuses it
     facedex("enroll", tmp_path / "sface.gallery", people, "--multiple", "largest", check_rc=0)

@@ -196,6 +196,49 @@ def _seed_everything(seed: int, deterministic: bool, device: torch.device) -> No
 # --- the run ------------------------------------------------------------------------------
 
 
+@dataclass
+class _Run:
+    """What one call of :meth:`Trainer.run` works on: built by ``_setup``, the optimiser by
+    ``_build_optimizer``; the counters and history change as it trains (and go into checkpoints)."""
+
+    device: torch.device
+    amp: bool
+    ds: FaceDataset
+    store: ImageStore
+    fingerprint: str
+    resumed: dict[str, Any] | None  # the checkpoint resumed from
+    train_labels: torch.Tensor
+    n_train: int
+    batch_size: int
+    steps_per_epoch: int
+    net: torch.nn.Module
+    model_args: dict[str, Any]
+    frozen: list[torch.nn.Module]
+    loss_fn: torch.nn.Module
+    loss_args: dict[str, Any]
+    validator: Validator
+    augment: Augmenter
+    start: int  # the first stage run at each step (the earlier ones are frozen and cached)
+    train_cache: torch.Tensor | None
+    last_path: Path
+    best_path: Path
+    run_info: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+    export_info: dict[str, Any] = field(default_factory=dict)
+    optimizer: torch.optim.Optimizer | None = None
+    scaler: Any = None
+    aug_gen: torch.Generator | None = None
+    trainable: list[torch.nn.Parameter] = field(default_factory=list)
+    start_epoch: int = 0
+    start_step: int = 0
+    global_step: int = 0
+    acc: _EpochStats = field(default_factory=lambda: _EpochStats())
+    skipped_total: int = 0
+    consecutive: int = 0
+    factor: float = 1.0  # the learning-rate multiplier of the latest step
+
+
 class Trainer:
     """One training run in ``out`` (see the module documentation). Use :func:`train`."""
 
@@ -299,7 +342,19 @@ class Trainer:
 
     # -- main ------------------------------------------------------------------------------
     def run(self) -> TrainResult:
+        """Set up, measure the starting point, train the remaining epochs, then write the
+        metrics and export (the steps below, in this order)."""
         _import_check()
+        s = self._setup()
+        self._starting_point(s)
+        self._build_optimizer(s)
+        interrupted = self._train(s)
+        return self._finish(s, interrupted)
+
+    # -- setup -----------------------------------------------------------------------------
+    def _setup(self) -> _Run:
+        """Device and seeds, the data, the model, the loss, the validator, the frozen-stage
+        cache; writes config.toml and run.json."""
         c = self.config
         device = _device(c)
         amp = bool(c.amp) and device.type == "cuda"
@@ -309,23 +364,9 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.ckpt_dir.mkdir(exist_ok=True)
 
-        self._stage(f"reading {self.data}")
-        ds, store = scan_dataset(self.data, c.data, seed=c.seed, progress=self._absolute_progress())
-        fingerprint = ds.fingerprint()
-        rc = self.resume_from
-        if rc is not None and (rc["data_fingerprint"] != fingerprint or rc["classes"] != ds.classes):
-            raise CheckpointError(f"{self.data}: these are not the images this run was trained on (people or files "
-                                  "changed since); resume needs the same data, or start a new run")
-        train_labels = torch.from_numpy(ds.labels("train"))
+        ds, store, fingerprint, batch_size = self._read_data()
         n_train = len(ds.train)
-        batch_size = c.batch_size
-        if n_train < batch_size:
-            log.warning("only %d training images; using batches of %d instead of %d", n_train, n_train, batch_size)
-            batch_size = n_train
-        if batch_size < 2:
-            raise TrainError(f"{self.data}: {n_train} training image(s); training needs at least 2")
-        steps_per_epoch = n_train // batch_size
-
+        rc = self.resume_from
         net, model_args, conversion = self._build_model(ds, store)
         net = net.to(device).to(memory_format=torch.channels_last)
         frozen = freeze(net, c.model.freeze)
@@ -341,200 +382,269 @@ class Trainer:
         augment = Augmenter(c.augment)
         start, train_cache = self._frozen_cache(net, store, n_train, validator, augment, device, amp)
 
-        run_info = {
-            "facedex": __version__, "torch": str(torch.__version__), "python": platform.python_version(),
-            "device": str(device), "amp": amp, "threads": torch.get_num_threads(), "dataset": ds.summary(),
-            "data_fingerprint": fingerprint, "model": {"backbone": c.model.backbone, "args": model_args,
-                                                      "parameters": sum(p.numel() for p in net.parameters()),
-                                                      "trainable": sum(p.numel() for p in net.parameters() if p.requires_grad)},
-            "loss": {"name": c.loss.name, "args": loss_args}, "sface_conversion": conversion or None,
-            "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
-            "validation": {"strangers": c.validation.strangers or None,
-                           "lfw": validator.lfw.info() if validator.lfw else None},
-        }
-        if rc is not None:
-            prev = rc.get("run_info") or {}
-            run_info["sface_conversion"] = prev.get("sface_conversion")
+        s = _Run(device=device, amp=amp, ds=ds, store=store, fingerprint=fingerprint, resumed=rc,
+                 train_labels=torch.from_numpy(ds.labels("train")), n_train=n_train, batch_size=batch_size,
+                 steps_per_epoch=n_train // batch_size, net=net, model_args=model_args, frozen=frozen,
+                 loss_fn=loss_fn, loss_args=loss_args, validator=validator, augment=augment, start=start,
+                 train_cache=train_cache, last_path=self.ckpt_dir / "last.pt", best_path=self.ckpt_dir / "best.pt")
+        s.run_info = self._run_info(s, conversion)
         atomic_write_text(self.out / "config.toml", to_toml(c, f"facedex train: resolved config of {self.out}"))
-        self._write_json("run.json", run_info)
+        self._write_json("run.json", s.run_info)
 
-        history: list[dict[str, Any]] = list(rc["history"]) if rc else []
-        best = rc.get("best") if rc else None
-        export_info: dict[str, Any] = rc.get("export_info", {}) if rc else {}
-        last_path, best_path = self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt"
-
-        # -- starting point: validation before training, class-mean head ------------------------
-        if rc is None:
-            need_means = c.loss.head_init == "class_means"
-            if c.validation.before and validator.can_validate:
-                res = self._validate(validator, net, device, amp, with_lfw=True, train_embeddings=need_means,
-                                     epoch=0)
-                means_from = res.pop("_train_vectors", None)
-                export_info = dict(res.pop("_export_info", {}), epoch=0)
-                history.append({"epoch": 0, "step": 0, **res})
-                self._event("epoch", epoch=0, metrics=history[-1])
-            else:
-                means_from = None
-            if need_means:
-                if means_from is None:
-                    self._stage("embedding the training images for the class-mean head", n_train)
-                    means_from = validator.embed_train(net, device, amp, progress=lambda k: self._event("advance", n=k))
-                v = torch.from_numpy(means_from)
-                means = torch.zeros(len(ds.classes), v.shape[1]).index_add_(0, train_labels, v)
-                loss_fn.init_from_means((means / torch.bincount(train_labels).clamp_min(1)[:, None].float()).to(device))
-        else:
-            loss_fn.load_state_dict(rc["loss"]["state_dict"])
-
-        groups = _param_groups(net, loss_fn, c)
-        if not any(g["tag"] == "backbone" for g in groups) and c.model.freeze < len(net.stages()):
-            log.warning("no backbone parameter is trainable")
-        optimizer = _optimizer(groups, c)
-        scaler = torch.amp.GradScaler("cuda", enabled=amp and not torch.cuda.is_bf16_supported()) \
-            if device.type == "cuda" else None
-        aug_gen = torch.Generator().manual_seed(c.seed + 1)
-        trainable = [p for g in groups for p in g["params"]]
-
-        start_epoch, start_step, global_step = 0, 0, 0
-        acc = _EpochStats()
-        skipped_total = consecutive = 0
         if rc is not None:
-            optimizer.load_state_dict(rc["optimizer"])
-            if scaler is not None and rc.get("scaler"):
-                scaler.load_state_dict(rc["scaler"])
-            start_epoch, start_step, global_step = rc["epoch"], rc["step_in_epoch"], rc["global_step"]
-            acc = _EpochStats(**rc.get("epoch_stats", {}))
-            skipped_total, consecutive = rc.get("skipped_steps", 0), rc.get("consecutive_skips", 0)
-            restore_rng(rc["rng"], aug_gen)
-            self._stage(f"resuming at epoch {start_epoch + 1}, step {start_step + 1} of {steps_per_epoch}")
+            s.history = list(rc["history"])
+            s.best = rc.get("best")
+            s.export_info = rc.get("export_info", {})
+        return s
+
+    def _read_data(self) -> tuple[FaceDataset, ImageStore, str, int]:
+        """DATA, checked against the checkpoint when resuming; and the batch size it allows."""
+        c = self.config
+        self._stage(f"reading {self.data}")
+        ds, store = scan_dataset(self.data, c.data, seed=c.seed, progress=self._absolute_progress())
+        fingerprint = ds.fingerprint()
+        rc = self.resume_from
+        if rc is not None and (rc["data_fingerprint"] != fingerprint or rc["classes"] != ds.classes):
+            raise CheckpointError(f"{self.data}: these are not the images this run was trained on (people or files "
+                                  "changed since); resume needs the same data, or start a new run")
+        n_train = len(ds.train)
+        batch_size = c.batch_size
+        if n_train < batch_size:
+            log.warning("only %d training images; using batches of %d instead of %d", n_train, n_train, batch_size)
+            batch_size = n_train
+        if batch_size < 2:
+            raise TrainError(f"{self.data}: {n_train} training image(s); training needs at least 2")
+        return ds, store, fingerprint, batch_size
+
+    def _run_info(self, s: _Run, conversion: dict[str, Any]) -> dict[str, Any]:
+        """run.json: versions, device, data summary, model and loss, validation sets."""
+        c = self.config
+        info = {
+            "facedex": __version__, "torch": str(torch.__version__), "python": platform.python_version(),
+            "device": str(s.device), "amp": s.amp, "threads": torch.get_num_threads(), "dataset": s.ds.summary(),
+            "data_fingerprint": s.fingerprint,
+            "model": {"backbone": c.model.backbone, "args": s.model_args,
+                      "parameters": sum(p.numel() for p in s.net.parameters()),
+                      "trainable": sum(p.numel() for p in s.net.parameters() if p.requires_grad)},
+            "loss": {"name": c.loss.name, "args": s.loss_args}, "sface_conversion": conversion or None,
+            "steps_per_epoch": s.steps_per_epoch, "batch_size": s.batch_size,
+            "validation": {"strangers": c.validation.strangers or None,
+                           "lfw": s.validator.lfw.info() if s.validator.lfw else None},
+        }
+        if s.resumed is not None:  # the conversion check of the run's start
+            info["sface_conversion"] = (s.resumed.get("run_info") or {}).get("sface_conversion")
+        return info
+
+    def _starting_point(self, s: _Run) -> None:
+        """A new run: validation before training and the class-mean head; a resumed one:
+        the loss state from the checkpoint."""
+        c = self.config
+        if s.resumed is not None:
+            s.loss_fn.load_state_dict(s.resumed["loss"]["state_dict"])
+            return
+        need_means = c.loss.head_init == "class_means"
+        means_from = None
+        if c.validation.before and s.validator.can_validate:
+            res = self._validate(s.validator, s.net, s.device, s.amp, with_lfw=True, train_embeddings=need_means,
+                                 epoch=0)
+            means_from = res.pop("_train_vectors", None)
+            s.export_info = dict(res.pop("_export_info", {}), epoch=0)
+            s.history.append({"epoch": 0, "step": 0, **res})
+            self._event("epoch", epoch=0, metrics=s.history[-1])
+        if need_means:
+            if means_from is None:
+                self._stage("embedding the training images for the class-mean head", s.n_train)
+                means_from = s.validator.embed_train(s.net, s.device, s.amp,
+                                                     progress=lambda k: self._event("advance", n=k))
+            v = torch.from_numpy(means_from)
+            means = torch.zeros(len(s.ds.classes), v.shape[1]).index_add_(0, s.train_labels, v)
+            counts = torch.bincount(s.train_labels).clamp_min(1)[:, None].float()
+            s.loss_fn.init_from_means((means / counts).to(s.device))
+
+    def _build_optimizer(self, s: _Run) -> None:
+        """Optimiser, loss scaler and augmentation generator; on resume, their states and the
+        position in the run."""
+        c = self.config
+        groups = _param_groups(s.net, s.loss_fn, c)
+        if not any(g["tag"] == "backbone" for g in groups) and c.model.freeze < len(s.net.stages()):
+            log.warning("no backbone parameter is trainable")
+        s.optimizer = _optimizer(groups, c)
+        s.scaler = torch.amp.GradScaler("cuda", enabled=s.amp and not torch.cuda.is_bf16_supported()) \
+            if s.device.type == "cuda" else None
+        s.aug_gen = torch.Generator().manual_seed(c.seed + 1)
+        s.trainable = [p for g in groups for p in g["params"]]
+        rc = s.resumed
+        if rc is not None:
+            s.optimizer.load_state_dict(rc["optimizer"])
+            if s.scaler is not None and rc.get("scaler"):
+                s.scaler.load_state_dict(rc["scaler"])
+            s.start_epoch, s.start_step, s.global_step = rc["epoch"], rc["step_in_epoch"], rc["global_step"]
+            s.acc = _EpochStats(**rc.get("epoch_stats", {}))
+            s.skipped_total, s.consecutive = rc.get("skipped_steps", 0), rc.get("consecutive_skips", 0)
+            restore_rng(rc["rng"], s.aug_gen)
+            self._stage(f"resuming at epoch {s.start_epoch + 1}, step {s.start_step + 1} of {s.steps_per_epoch}")
             self.resume_from = None
+        s.factor = lr_factor(c, s.global_step, s.steps_per_epoch)
 
-        def payload(epoch_done: int, step_in_epoch: int, kind: str) -> dict[str, Any]:
-            return {
-                "kind": kind, "epoch": epoch_done, "step_in_epoch": step_in_epoch, "global_step": global_step,
-                "model": {"backbone": c.model.backbone, "args": model_args, "state_dict": net.state_dict()},
-                "loss": {"name": c.loss.name, "args": loss_args, "state_dict": loss_fn.state_dict()},
-                "config": c.to_dict(), "classes": ds.classes, "data": str(ds.root), "data_fingerprint": fingerprint,
-                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
-                "rng": capture_rng(aug_gen), "epoch_stats": dataclasses.asdict(acc), "history": history,
-                "best": best, "skipped_steps": skipped_total, "consecutive_skips": consecutive,
-                "export_info": export_info, "run_info": run_info, "saved_at": time.time(),
-            }
-
-        interrupted = False
-        factor = lr_factor(c, global_step, steps_per_epoch)
-        for epoch in range(start_epoch, c.epochs):
-            batches = epoch_order(n_train, batch_size, c.seed, epoch)
-            set_train_mode(net, frozen, bool(c.model.freeze_bn))
+    # -- epochs ----------------------------------------------------------------------------
+    def _train(self, s: _Run) -> bool:
+        """The remaining epochs; True when stopped (``stop``) before the last one ended."""
+        c = self.config
+        for epoch in range(s.start_epoch, c.epochs):
             t_epoch = time.perf_counter()
-            self._stage(f"epoch {epoch + 1}/{c.epochs}", steps_per_epoch * batch_size)
-            for i in range(start_step, len(batches)):
-                t0 = time.perf_counter()
-                rows = batches[i]
-                y = train_labels[rows].to(device)
-                if train_cache is not None:  # a random cached view of each image
-                    views = torch.randint(train_cache.shape[0], (len(rows),), generator=aug_gen)
-                    x = train_cache[views, torch.from_numpy(rows)].to(device).float()
-                    x = x.contiguous(memory_format=torch.channels_last)
-                else:
-                    x = augment(to_tensor(store.get(rows), device), aug_gen)
-                factor = lr_factor(c, global_step, steps_per_epoch)
-                for g in optimizer.param_groups:
-                    g["lr"] = g["base_lr"] * factor
-                with autocast(device, amp):
-                    emb = forward_from(net, x, start)
-                    out = loss_fn(emb, y)
-                loss = out.loss
-                loss_ok = bool(torch.isfinite(loss))
-                grad_norm = float("nan")
-                if loss_ok:
-                    (scaler.scale(loss) if scaler is not None and scaler.is_enabled() else loss).backward()
-                    if scaler is not None and scaler.is_enabled():
-                        scaler.unscale_(optimizer)
-                    max_norm = c.stability.clip_grad_norm or float("inf")
-                    grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, max_norm))
-                grads_ok = math.isfinite(grad_norm) or (scaler is not None and scaler.is_enabled() and loss_ok)
-                if loss_ok and grads_ok:
-                    if scaler is not None and scaler.is_enabled():
-                        scaler.step(optimizer)  # skips the step itself when float16 gradients overflowed
-                        scaler.update()
-                    else:
-                        optimizer.step()
-                    consecutive = 0
-                    if math.isfinite(grad_norm):
-                        loss_fn.after_step(emb.detach(), y)
-                        acc.add(out, y, grad_norm, len(rows))
-                else:
-                    skipped_total += 1
-                    consecutive += 1
-                    what = self._describe_nonfinite(out, loss_ok, grad_norm)
-                    if c.stability.on_nonfinite == "stop" or consecutive > c.stability.max_skipped_steps:
-                        optimizer.zero_grad(set_to_none=True)
-                        raise NonFiniteError(self._nonfinite_message(what, epoch, i, consecutive, last_path),
-                                             str(last_path) if last_path.is_file() else None)
-                    log.warning("epoch %d step %d: %s; step skipped (%d in a row)", epoch + 1, i + 1, what, consecutive)
-                    acc.skipped += 1
-                optimizer.zero_grad(set_to_none=True)
-                global_step += 1
-                dt = time.perf_counter() - t0
-                acc.seconds += dt
-                self._event("step", epoch=epoch + 1, step=i + 1, steps=steps_per_epoch,
-                            loss=float(loss.detach()) if loss_ok else float("nan"),
-                            images_per_s=len(rows) / dt if dt > 0 else 0.0, lr=float(c.optim.lr) * factor,
-                            n=len(rows))
-                done_in_epoch = i + 1
-                if self.stop.is_set() and done_in_epoch < len(batches):
-                    save_checkpoint(last_path, payload(epoch, done_in_epoch, "interrupted"))
-                    interrupted = True
-                    break
-                every = c.checkpoint.every_steps
-                if every and global_step % every == 0 and done_in_epoch < len(batches):
-                    save_checkpoint(last_path, payload(epoch, done_in_epoch, "mid_epoch"))
-            if interrupted:
-                break
-            start_step = 0
-            row = {"epoch": epoch + 1, "step": global_step, "lr": float(c.optim.lr) * factor, **acc.summary(),
-                   "epoch_seconds": round(time.perf_counter() - t_epoch, 2)}
+            if self._epoch(s, epoch):
+                return True
+            s.start_step = 0
             last_epoch = epoch + 1 == c.epochs
-            due = (c.validation.every and (epoch + 1) % c.validation.every == 0) or last_epoch
-            if due and validator.can_validate:
-                lfw_due = last_epoch or (c.validation.lfw_every and (epoch + 1) % c.validation.lfw_every == 0)
-                res = self._validate(validator, net, device, amp, with_lfw=bool(lfw_due), epoch=epoch + 1)
-                epoch_export = res.pop("_export_info", {})
-                res.pop("_train_vectors", None)
-                row.update(res)
-            else:
-                epoch_export = None
-            history.append(row)
-            acc = _EpochStats()
-            improved = self._improved(row, best)
-            if improved:
-                best = {"metric": c.validation.select, "value": self._select_value(row), "epoch": epoch + 1}
-            # threshold and statistics describe the weights they were measured on: none for unvalidated epochs
-            export_info = dict(epoch_export, epoch=epoch + 1) if epoch_export else {}
-            save_checkpoint(last_path, payload(epoch + 1, 0, "epoch_end"))
-            if improved:
-                with atomic_path(best_path) as tmp:
-                    shutil.copyfile(last_path, tmp)
-            write_metrics(self.out, history, run_info)
-            self._event("epoch", epoch=epoch + 1, metrics=row)
+            self._end_epoch(s, epoch, time.perf_counter() - t_epoch, last_epoch)
             if self.stop.is_set() and not last_epoch:
-                interrupted = True
-                break
-        write_metrics(self.out, history, run_info)
-        plot_curves(self.out, history, f"{self.out.name}: {c.model.backbone} + {c.loss.name}")
-        result = TrainResult(self.out, len([h for h in history if h.get("epoch", 0) > 0]), global_step, history,
-                             best, last_path if last_path.is_file() else None,
-                             best_path if best_path.is_file() else None, interrupted=interrupted, run_info=run_info)
+                return True
+        return False
+
+    def _epoch(self, s: _Run, epoch: int) -> bool:
+        """The steps of one epoch (from ``s.start_step`` on a resumed run); True when stopped
+        part-way, after writing a checkpoint to resume from."""
+        c = self.config
+        batches = epoch_order(s.n_train, s.batch_size, c.seed, epoch)
+        set_train_mode(s.net, s.frozen, bool(c.model.freeze_bn))
+        self._stage(f"epoch {epoch + 1}/{c.epochs}", s.steps_per_epoch * s.batch_size)
+        for i in range(s.start_step, len(batches)):
+            self._step(s, epoch, i, batches[i])
+            done_in_epoch = i + 1
+            if self.stop.is_set() and done_in_epoch < len(batches):
+                save_checkpoint(s.last_path, self._payload(s, epoch, done_in_epoch, "interrupted"))
+                return True
+            every = c.checkpoint.every_steps
+            if every and s.global_step % every == 0 and done_in_epoch < len(batches):
+                save_checkpoint(s.last_path, self._payload(s, epoch, done_in_epoch, "mid_epoch"))
+        return False
+
+    def _step(self, s: _Run, epoch: int, i: int, rows: np.ndarray) -> None:
+        """One optimiser step on the batch ``rows``, with the NaN/Inf guard (see the module doc)."""
+        c = self.config
+        t0 = time.perf_counter()
+        y = s.train_labels[rows].to(s.device)
+        if s.train_cache is not None:  # a random cached view of each image
+            views = torch.randint(s.train_cache.shape[0], (len(rows),), generator=s.aug_gen)
+            x = s.train_cache[views, torch.from_numpy(rows)].to(s.device).float()
+            x = x.contiguous(memory_format=torch.channels_last)
+        else:
+            x = s.augment(to_tensor(s.store.get(rows), s.device), s.aug_gen)
+        s.factor = lr_factor(c, s.global_step, s.steps_per_epoch)
+        for g in s.optimizer.param_groups:
+            g["lr"] = g["base_lr"] * s.factor
+        with autocast(s.device, s.amp):
+            emb = forward_from(s.net, x, s.start)
+            out = s.loss_fn(emb, y)
+        loss = out.loss
+        loss_ok = bool(torch.isfinite(loss))
+        grad_norm = float("nan")
+        scaling = s.scaler is not None and s.scaler.is_enabled()
+        if loss_ok:
+            (s.scaler.scale(loss) if scaling else loss).backward()
+            if scaling:
+                s.scaler.unscale_(s.optimizer)
+            max_norm = c.stability.clip_grad_norm or float("inf")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(s.trainable, max_norm))
+        grads_ok = math.isfinite(grad_norm) or (scaling and loss_ok)
+        if loss_ok and grads_ok:
+            if scaling:
+                s.scaler.step(s.optimizer)  # skips the step itself when float16 gradients overflowed
+                s.scaler.update()
+            else:
+                s.optimizer.step()
+            s.consecutive = 0
+            if math.isfinite(grad_norm):
+                s.loss_fn.after_step(emb.detach(), y)
+                s.acc.add(out, y, grad_norm, len(rows))
+        else:
+            s.skipped_total += 1
+            s.consecutive += 1
+            what = self._describe_nonfinite(out, loss_ok, grad_norm)
+            if c.stability.on_nonfinite == "stop" or s.consecutive > c.stability.max_skipped_steps:
+                s.optimizer.zero_grad(set_to_none=True)
+                raise NonFiniteError(self._nonfinite_message(what, epoch, i, s.consecutive, s.last_path),
+                                     str(s.last_path) if s.last_path.is_file() else None)
+            log.warning("epoch %d step %d: %s; step skipped (%d in a row)", epoch + 1, i + 1, what, s.consecutive)
+            s.acc.skipped += 1
+        s.optimizer.zero_grad(set_to_none=True)
+        s.global_step += 1
+        dt = time.perf_counter() - t0
+        s.acc.seconds += dt
+        self._event("step", epoch=epoch + 1, step=i + 1, steps=s.steps_per_epoch,
+                    loss=float(loss.detach()) if loss_ok else float("nan"),
+                    images_per_s=len(rows) / dt if dt > 0 else 0.0, lr=float(c.optim.lr) * s.factor, n=len(rows))
+
+    def _end_epoch(self, s: _Run, epoch: int, seconds: float, last_epoch: bool) -> None:
+        """Validation when due, the best epoch so far, checkpoints and metrics files."""
+        c = self.config
+        row = {"epoch": epoch + 1, "step": s.global_step, "lr": float(c.optim.lr) * s.factor, **s.acc.summary(),
+               "epoch_seconds": round(seconds, 2)}
+        due = (c.validation.every and (epoch + 1) % c.validation.every == 0) or last_epoch
+        epoch_export = None
+        if due and s.validator.can_validate:
+            lfw_due = last_epoch or (c.validation.lfw_every and (epoch + 1) % c.validation.lfw_every == 0)
+            res = self._validate(s.validator, s.net, s.device, s.amp, with_lfw=bool(lfw_due), epoch=epoch + 1)
+            epoch_export = res.pop("_export_info", {})
+            res.pop("_train_vectors", None)
+            row.update(res)
+        s.history.append(row)
+        s.acc = _EpochStats()
+        improved = self._improved(row, s.best)
+        if improved:
+            s.best = {"metric": c.validation.select, "value": self._select_value(row), "epoch": epoch + 1}
+        # threshold and statistics describe the weights they were measured on: none for unvalidated epochs
+        s.export_info = dict(epoch_export, epoch=epoch + 1) if epoch_export else {}
+        self._save_epoch_checkpoints(s, epoch, improved)
+        write_metrics(self.out, s.history, s.run_info)
+        self._event("epoch", epoch=epoch + 1, metrics=row)
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def _payload(self, s: _Run, epoch_done: int, step_in_epoch: int, kind: str) -> dict[str, Any]:
+        """Everything a checkpoint holds (see :mod:`facedex.train.checkpoint`)."""
+        c = self.config
+        return {
+            "kind": kind, "epoch": epoch_done, "step_in_epoch": step_in_epoch, "global_step": s.global_step,
+            "model": {"backbone": c.model.backbone, "args": s.model_args, "state_dict": s.net.state_dict()},
+            "loss": {"name": c.loss.name, "args": s.loss_args, "state_dict": s.loss_fn.state_dict()},
+            "config": c.to_dict(), "classes": s.ds.classes, "data": str(s.ds.root),
+            "data_fingerprint": s.fingerprint, "optimizer": s.optimizer.state_dict(),
+            "scaler": s.scaler.state_dict() if s.scaler is not None else None,
+            "rng": capture_rng(s.aug_gen), "epoch_stats": dataclasses.asdict(s.acc), "history": s.history,
+            "best": s.best, "skipped_steps": s.skipped_total, "consecutive_skips": s.consecutive,
+            "export_info": s.export_info, "run_info": s.run_info, "saved_at": time.time(),
+        }
+
+    def _save_epoch_checkpoints(self, s: _Run, epoch: int, improved: bool) -> None:
+        """last.pt after every epoch; best.pt, a copy of it, when the epoch is the best so far."""
+        save_checkpoint(s.last_path, self._payload(s, epoch + 1, 0, "epoch_end"))
+        if improved:
+            with atomic_path(s.best_path) as tmp:
+                shutil.copyfile(s.last_path, tmp)
+
+    # -- the end ---------------------------------------------------------------------------
+    def _finish(self, s: _Run, interrupted: bool) -> TrainResult:
+        """Metrics, curves, the export (unless stopped early) and the final run.json."""
+        c = self.config
+        write_metrics(self.out, s.history, s.run_info)
+        plot_curves(self.out, s.history, f"{self.out.name}: {c.model.backbone} + {c.loss.name}")
+        result = TrainResult(self.out, len([h for h in s.history if h.get("epoch", 0) > 0]), s.global_step,
+                             s.history, s.best, s.last_path if s.last_path.is_file() else None,
+                             s.best_path if s.best_path.is_file() else None, interrupted=interrupted,
+                             run_info=s.run_info)
         if not interrupted and c.export.enabled:
-            src = best_path if (c.export.checkpoint == "best" and best_path.is_file()) else last_path
-            name = c.export.name or _model_name(self.out)
-            self._stage(f"exporting {src.name} to {self.out / 'export'}")
-            result.export = export_checkpoint(src, self.out / "export", name, opset=c.export.opset,
-                                              check_pixels=store.get(np.arange(min(32, len(store)))),
-                                              source_path=src)
-        self._write_json("run.json", {**run_info, "result": {k: v for k, v in result.to_dict().items()
-                                                             if k not in ("history", "run")}})
+            result.export = self._export(s)
+        self._write_json("run.json", {**s.run_info, "result": {k: v for k, v in result.to_dict().items()
+                                                               if k not in ("history", "run")}})
         return result
+
+    def _export(self, s: _Run) -> ExportResult:
+        c = self.config
+        src = s.best_path if (c.export.checkpoint == "best" and s.best_path.is_file()) else s.last_path
+        name = c.export.name or _model_name(self.out)
+        self._stage(f"exporting {src.name} to {self.out / 'export'}")
+        return export_checkpoint(src, self.out / "export", name, opset=c.export.opset,
+                                 check_pixels=s.store.get(np.arange(min(32, len(s.store)))), source_path=src)
 
     # -- pieces ----------------------------------------------------------------------------------
     def _frozen_cache(self, net, store: ImageStore, n_train: int, validator: Validator, augment: Augmenter,
