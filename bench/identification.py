@@ -30,7 +30,7 @@ def main() -> None:
     from facedex.evaluate.identification import evaluate_identification
     from facedex.pipeline import FacePipeline
 
-    kw = dict(min_images=10, gallery_per_person=5, strangers=200 if args.quick else 1000,
+    kw = dict(min_images=10, gallery_per_person=5, num_strangers=200 if args.quick else 1000,
               max_probes_per_person=2 if args.quick else None)
     stacks = [("facedex (YuNet + SFace)", "sface-2021dec", [158, 500] if args.quick else [158, 500, 1000, 2000, 4000])]
     if not args.no_competitor:
