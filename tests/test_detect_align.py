@@ -88,7 +88,7 @@ def test_no_face_in_background_crops():
     assert facedex.detect(corner) == []
 
 
-@pytest.mark.parametrize("bad", [dict(score_threshold=0), dict(min_face=-1), dict(max_side=10),
+@pytest.mark.parametrize("bad", [dict(min_score=0), dict(min_face=-1), dict(max_side=10),
                                  dict(nms_threshold=2), dict(batch_size=0)])
 def test_detector_config_is_validated(bad):
     with pytest.raises(ConfigError):

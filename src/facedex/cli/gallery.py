@@ -331,7 +331,7 @@ def cmd_people(args: argparse.Namespace) -> int:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
-    from ..errors import FacedexError
+    from ..errors import InvalidNameError, PersonNotFoundError
 
     results, failed = [], 0
     with Gallery.open(args.gallery) as g:
@@ -342,7 +342,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
                 if not args.json:
                     out(f"forgot {printable(name)}: {plural(removed['faces'], 'face')} from "
                         f"{plural(removed['sources'], 'source')} erased")
-            except FacedexError as e:
+            except (PersonNotFoundError, InvalidNameError) as e:  # per name; a gallery error stops the command
                 failed += 1
                 results.append({"name": name, "forgotten": False, "faces": 0, "sources": 0, "error": e.to_dict()})
                 if not args.json:

@@ -102,15 +102,36 @@ def db_error(path: Path, err: sqlite3.Error, doing: str) -> GalleryError:
         return GalleryBusyError(f"{path}: cannot {doing}: another program is using the gallery "
                                 f"(waited {config.busy_timeout():g} s, FACEDEX_BUSY_TIMEOUT); try again when it is "
                                 "done — nothing was changed")
-    if "full" in low or "too big" in low:
-        return GalleryFullError(f"{path}: cannot {doing}: the disk is full (or a file-size limit was reached); "
-                                "the change was rolled back and the gallery is as it was")
+    name = getattr(err, "sqlite_errorname", "")
+    failed_write = name in ("SQLITE_IOERR_WRITE", "SQLITE_IOERR_FSYNC", "SQLITE_IOERR_TRUNCATE") or (
+        "disk i/o" in low and not doing.startswith(("read", "open")))
+    if "full" in low or "too big" in low or failed_write:
+        return GalleryFullError(f"{path}: cannot {doing}: writing failed — the disk is full (or a file-size limit "
+                                f"was reached: {text}); the change was rolled back and the gallery is as it was")
     if "malformed" in low or "not a database" in low or "corrupt" in low:
         return GalleryCorruptError(f"{path}: the file is damaged or not a facedex gallery ({text})")
+    if ("unable to open" in low or "disk i/o" in low) and not doing.startswith(("read", "open")) \
+            and not _folder_writable(path.parent):
+        return GalleryReadOnlyError(
+            f"{path}: cannot {doing}: its folder {path.parent} is read-only (SQLite writes a journal beside the "
+            "gallery); a change needs write access to the file and its folder — nothing was changed")
     if "unable to open" in low or "disk i/o" in low:
         return GalleryError(f"{path}: cannot {doing}: cannot open or read the file ({text}); "
                             "check that it and its folder exist and are readable")
     return GalleryError(f"{path}: cannot {doing} ({text})")
+
+
+def _folder_writable(folder: Path) -> bool:
+    """Whether a file can be created in ``folder`` (tried: permissions alone say
+    nothing for root, an immutable folder or a read-only mount)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".facedex-probe-", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return True
 
 
 class _Connection(sqlite3.Connection):
@@ -179,6 +200,12 @@ def _file_state(p: Path) -> str:
     except sqlite3.Error:
         return "present"  # opening it properly gives the precise error
     return "empty" if tables == 0 and app_id == 0 else "present"
+
+
+def gallery_exists(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a gallery (an empty or unfinished file does not)."""
+    p = Path(path).expanduser()
+    return not p.is_dir() and _file_state(p) == "present"
 
 
 @dataclass(frozen=True)

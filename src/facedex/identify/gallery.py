@@ -28,7 +28,7 @@ from .. import models
 from ..errors import ConfigError, FacedexError
 from ..faces.detect import DetectorConfig
 from ..gallery.index import VectorIndex
-from ..gallery.store import FaceRecord, GalleryStore, PersonInfo
+from ..gallery.store import FaceRecord, GalleryStore, PersonInfo, gallery_exists
 from ..media import ImageInput, load_image
 from ..pipeline import FacePipeline
 from ..types import Decision, EnrollReport, Face, Identification, Threshold
@@ -101,7 +101,7 @@ class Gallery:
         else:
             card = None
         p = Path(path).expanduser()
-        if card is None and not p.exists():
+        if card is None and create and not gallery_exists(p):
             card = models.get_card(models.DEFAULT_EMBEDDER)
         store = GalleryStore.open(p, create=create, embedder_card=card.to_dict() if card else None)
         try:
