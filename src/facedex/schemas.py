@@ -113,7 +113,23 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "models": _doc("models", "facedex models --json", {
         "models": _arr(_obj({"name": STR, "task": {"enum": ["detector", "embedder"]}, "sha256": STR, "id": STR,
                              "prepared": NULL_STR}))}),
-    "error": _doc("error", "any command's fatal error with --json (exit 2)", {"error": ERROR}),
+    "error": _doc("error", "any command's fatal error with --json (exit 2); every error answer of facedex serve",
+                  {"error": ERROR}),
+    # facedex serve (docs/service.md): documents that only the HTTP service returns
+    "gallery": _doc("gallery", "facedex serve: GET /v1/gallery", {
+        "gallery": STR, "embedder": STR, "totals": TOTALS, "threshold": THRESHOLD, "version": STR, "ready": BOOL,
+        "limits": _obj({"max_photo_bytes": INT, "max_video_bytes": INT, "max_enroll_bytes": INT, "max_files": INT,
+                        "workers": INT, "queue": INT, "job_after": NUM}),
+        "caller": _obj({"scope": {"enum": ["read", "enroll", "admin"]}, "keys_required": BOOL}),
+        "load": _obj({"pending": INT, "capacity": INT, "kept": INT, "running": INT})}),
+    "job": _doc("job", "facedex serve: an identification job (POST /v1/identify's 202, GET /v1/jobs/ID)", {
+        "id": STR, "url": STR, "status": {"enum": ["queued", "running", "done", "failed"]}, "input": STR,
+        "created": {"type": "string", "format": "date-time"},
+        "started": {"type": ["string", "null"], "format": "date-time"},
+        "finished": {"type": ["string", "null"], "format": "date-time"},
+        "progress": _obj({"frames_done": INT, "frames_total": {"type": ["integer", "null"], "minimum": 0}}),
+        "status_code": {"type": ["integer", "null"]},
+        "result": {"oneOf": [{"type": "null"}, IMAGE_RESULT, VIDEO_RESULT]}, "error": NULL_ERROR}),
 }
 
 

@@ -1,0 +1,150 @@
+"""The page in a real Chromium (Debian's, driven by Playwright): identify a photo,
+enroll a person, see them named, erase them, see them gone.
+
+Set FACEDEX_UPDATE_SCREENSHOT=1 to write the screenshot to docs/service.png.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO, lfw_image, lfw_images
+from .test_service_support import CHROMIUM, CHROMIUM_ARGS, running, serve_extra
+
+pytestmark = [serve_extra, pytest.mark.filterwarnings("ignore:Using `httpx` with")]
+
+NEWCOMER = "George_W_Bush"  # many LFW photos; not in the base gallery
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: scripts/setup installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    pw_api = pytest.importorskip("playwright.sync_api")
+    with pw_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _shrink_png(data: bytes) -> bytes:
+    from PIL import Image
+
+    im = Image.open(io.BytesIO(data)).convert("RGB")
+    out = io.BytesIO()
+    im.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(out, "PNG", optimize=True)
+    return out.getvalue()
+
+
+def test_identify_enroll_erase_in_the_page(browser, gallery_copy, tmp_path):
+    probe = lfw_image("Colin_Powell", 12)  # not enrolled in the base gallery (images 1-6 are)
+    newcomer = lfw_images(NEWCOMER)
+    enroll_files = []
+    for f in newcomer[:4]:
+        enroll_files.append(tmp_path / f.name)
+        shutil.copy(f, enroll_files[-1])
+    newcomer_probe = newcomer[10]
+    with running(gallery_copy, tmp_path) as server:
+        page = browser.new_page(viewport={"width": 1100, "height": 760})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        outside = []
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((server.url, "blob:", "data:")) else None)
+        page.goto(server.url + "/")
+        page.wait_for_selector("#g-threshold:not(:text('…'))")
+        assert "8 people" in page.inner_text("#g-totals")
+
+        # identify a photo: the name appears on a box and in the list
+        page.set_input_files("#file", str(probe))
+        page.wait_for_selector("#face-list li")
+        assert "Colin_Powell" in page.inner_text("#face-list")
+        box = page.locator(".face.known").first
+        assert "Colin_Powell" in box.get_attribute("aria-label")
+        box.focus()
+        assert "Colin_Powell" in page.inner_text("#face-detail")
+        assert page.get_attribute("#photo", "alt").startswith("The photo, with")
+        shot = page.screenshot(full_page=False)
+
+        # a stranger to the gallery is unknown, with candidates on click
+        page.set_input_files("#file", str(newcomer_probe))
+        page.wait_for_selector("#face-list li .name.unknown")
+        page.locator(".face.unknown").first.click()
+        assert "Closest" in page.inner_text("#face-detail")
+
+        # enroll through the page
+        page.click("#tab-people")
+        page.wait_for_selector(".person")
+        page.fill("#new-name", NEWCOMER)
+        page.set_input_files("#new-files", [str(f) for f in enroll_files])
+        page.click("#new-submit")
+        card = page.locator(f".person[data-name='{NEWCOMER}']")
+        card.wait_for()
+        page.wait_for_selector(f".person[data-name='{NEWCOMER}'] img.thumb")
+        assert card.locator("img.thumb").get_attribute("alt") == f"Face of {NEWCOMER}"
+        assert "4 faces" in card.inner_text()
+
+        # now the page names them
+        page.click("#tab-identify")
+        page.set_input_files("#file", str(newcomer_probe))
+        page.locator("#face-list .name.known", has_text=NEWCOMER).wait_for()
+
+        # erase, with confirmation; cancel first
+        page.click("#tab-people")
+        card.wait_for()
+        card.get_by_role("button", name=f"Erase {NEWCOMER}").click()
+        page.click("#confirm-cancel")
+        assert card.count() == 1
+        card.get_by_role("button", name=f"Erase {NEWCOMER}").click()
+        page.click("#confirm-ok")
+        card.wait_for(state="detached")
+        assert NEWCOMER not in page.inner_text("#people")
+
+        # gone: the photo is unknown again, and the thumbnail is gone with the person
+        page.click("#tab-identify")
+        page.set_input_files("#file", str(newcomer_probe))
+        page.wait_for_selector("#face-list li .name.unknown")
+        assert NEWCOMER not in page.inner_text("#face-list")
+        from facedex.service.thumbs import Thumbnails
+
+        assert not Thumbnails(gallery_copy.with_name(gallery_copy.name + ".serve") / "thumbs").path(NEWCOMER).exists()
+        assert errors == [], errors
+        assert outside == [], outside  # nothing but this service (no CDN)
+        page.close()
+
+    png = _shrink_png(shot)
+    assert len(png) < 400_000
+    (tmp_path / "service.png").write_bytes(png)
+    if os.environ.get("FACEDEX_UPDATE_SCREENSHOT"):
+        (REPO / "docs" / "service.png").write_bytes(png)
+
+
+def test_the_page_works_with_the_keyboard_and_a_key(browser, gallery_copy, tmp_path):
+    key = "k" * 8 + "-browser-test-key"
+    with running(gallery_copy, tmp_path, env={"FACEDEX_API_KEY": key}) as server:
+        page = browser.new_page()
+        page.goto(server.url + "/")
+        page.wait_for_selector("#keybox:not([hidden])")
+        page.fill("#key", "wrong-key-but-long-enough")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#key-error:not([hidden])")
+        page.fill("#key", key)
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#keybox[hidden]", state="attached")
+        assert "8 people" in page.inner_text("#g-totals")
+        # the file button is reachable with Tab
+        page.keyboard.press("Tab")
+        names = []
+        for _ in range(8):
+            names.append(page.evaluate("document.activeElement.id || document.activeElement.textContent"))
+            page.keyboard.press("Tab")
+        assert "pick" in names
+        page.close()
