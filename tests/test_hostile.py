@@ -334,3 +334,34 @@ def test_pixel_limit_is_the_documented_one(tmp_path):
     assert p.returncode == 0, p.stdout  # under the documented 100 MP
     p = run("detect", big, "--json", env={"FACEDEX_MAX_PIXELS": "50000000"})
     assert json.loads(p.stdout)["results"][0]["error"]["code"] == "media.too_large"
+
+
+def test_verify_and_clean_answer_hostile_files(corpus, tmp_path):
+    folder, expected = corpus
+    for name, code in sorted(expected.items()):
+        if code is None or name == "dir.jpg":
+            continue
+        p = run("verify", GOOD, folder / name, "--json")
+        assert p.returncode == 2 and json.loads(p.stdout)["error"]["code"] == code, (name, p.stdout)
+    src = tmp_path / "src"
+    build_corpus(src / "Tony_Blair", GOOD)  # the corpus as one person's folder, FIFO and links included
+    p = run("clean", src, tmp_path / "dst", "--json", timeout=300)
+    assert p.returncode in (0, 1), p.stderr
+    json.loads(p.stdout)
+
+
+def test_sigkill_during_forget_leaves_a_sound_gallery(gallery_copy):
+    names = ["Colin_Powell", "Tony_Blair", "Donald_Rumsfeld"]
+    for trial, delay in enumerate((0.15, 0.4, 0.8)):
+        proc = subprocess.Popen([sys.executable, "-m", "facedex", "forget", str(gallery_copy), names[trial]],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        with facedex.Gallery.open(gallery_copy) as g:
+            assert g.store.integrity_check() == []
+            left = {p.name for p in g.people()}
+        if names[trial] in left:  # killed before the commit: forgetting again completes it
+            assert run("forget", gallery_copy, names[trial]).returncode == 0
+        with facedex.Gallery.open(gallery_copy) as g:
+            assert names[trial] not in {p.name for p in g.people()}

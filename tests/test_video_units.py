@@ -103,6 +103,10 @@ def test_summarize_people_merges_touching_ranges():
     a = people[0]
     assert a.ranges == ((0.0, 3.0), (4.0, 5.0)) and a.seconds == pytest.approx(4.0) and a.tracks == (1, 3, 5, 6)
     assert people[1].to_dict() == {"name": "B", "ranges": [[1.0, 1.5]], "seconds": 0.5, "tracks": [4]}
+    # float noise, and a gap no longer than one sampling period (no frame in between was analysed), touch
+    near = summarize_people([(1, "A", 0.0, 1.9999999), (2, "A", 2.0000001, 3.0), (3, "A", 3.2, 4.0),
+                             (4, "A", 4.5, 5.0)], touch=0.2)
+    assert near[0].ranges == ((0.0, 4.0), (4.5, 5.0))
 
 
 def test_timeline_bar():

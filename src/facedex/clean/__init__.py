@@ -269,8 +269,10 @@ def _run(src_p, dst_p, cfg, images, problems, src_index, pipeline, cache, tau, t
         summary = summarize(decisions, problems)
         summary.update(thresholds=thresholds, config=asdict(cfg),
                        embedder=pipeline.embedder_id, sources_groups=src_index.groups)
-        atomic_write(dst_p / "manifest.jsonl", ("\n".join(lines) + "\n").encode())
-        atomic_write(dst_p / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False).encode())
+        # file names that are not UTF-8 are written as \udcXX escapes: valid JSON, read back losslessly
+        atomic_write(dst_p / "manifest.jsonl", ("\n".join(lines) + "\n").encode("utf-8", "backslashreplace"))
+        atomic_write(dst_p / "summary.json",
+                     json.dumps(summary, indent=2, ensure_ascii=False).encode("utf-8", "backslashreplace"))
         for rel in sorted(journal - produced):
             try:
                 (dst_p / rel).unlink()
@@ -280,7 +282,8 @@ def _run(src_p, dst_p, cfg, images, problems, src_index, pipeline, cache, tau, t
         report_path = None
         if report_html is not None:
             report_path = str(report_html)
-            atomic_write(Path(report_html), render_report(summary, thumbs, f"facedex clean: {src_p}").encode())
+            html = render_report(summary, thumbs, f"facedex clean: {src_p}")
+            atomic_write(Path(report_html), html.encode("utf-8", "xmlcharrefreplace"))
     except OSError as err:
         raise CleanError(
             f"cannot write to {dst_p} ({err.strerror or err}); nothing already written was lost — free some "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -134,14 +135,24 @@ class AnalysisCache:
         self.db.executemany("INSERT OR REPLACE INTO analysis VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         self.db.execute("COMMIT")
 
+    @staticmethod
+    def _key(rel: str) -> str | bytes:
+        """File names that are not UTF-8 (POSIX bytes) are kept as their bytes."""
+        try:
+            rel.encode("utf-8")
+            return rel
+        except UnicodeEncodeError:
+            return os.fsencode(rel)
+
     def record_output(self, rel: str) -> None:
-        self.db.execute("INSERT OR IGNORE INTO outputs(path) VALUES (?)", (rel,))
+        self.db.execute("INSERT OR IGNORE INTO outputs(path) VALUES (?)", (self._key(rel),))
 
     def forget_output(self, rel: str) -> None:
-        self.db.execute("DELETE FROM outputs WHERE path = ?", (rel,))
+        self.db.execute("DELETE FROM outputs WHERE path = ?", (self._key(rel),))
 
     def outputs(self) -> set[str]:
-        return {r[0] for r in self.db.execute("SELECT path FROM outputs")}
+        return {os.fsdecode(r[0]) if isinstance(r[0], bytes) else r[0]
+                for r in self.db.execute("SELECT path FROM outputs")}
 
     def close(self) -> None:
         self.db.close()
