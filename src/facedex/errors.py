@@ -410,8 +410,10 @@ class LibraryError(FacedexError):
 
 
 class ClusterNotFoundError(LibraryError, KeyError):
-    """No cluster with this id in the last ``facedex discover`` (it was named
-    since, or the clusters changed): run ``discover`` again and review."""
+    """No cluster with this id in the last ``facedex discover``: run it again.
+
+    The cluster was named since, or the clusters changed; an id from an
+    outdated review names nothing rather than the wrong faces."""
 
     code = "library.cluster_not_found"
 
@@ -426,8 +428,7 @@ class SightingNotFoundError(LibraryError):
 
 
 class FaceNotFoundError(LibraryError):
-    """An enrolled face id (``facedex people --remove-face``) is not in the
-    gallery, or not the named person's."""
+    """An enrolled face id (``facedex people --remove-face``) is not that person's, or not in the gallery."""
 
     code = "library.face_not_found"
 
@@ -439,8 +440,7 @@ class PersonExistsError(LibraryError):
 
 
 class SourceNotIndexedError(LibraryError):
-    """``--forget-source`` / ``--remove-source`` named a file or folder that holds
-    no indexed (or enrolled) faces."""
+    """``--forget-source`` / ``--remove-source`` named a path with no indexed (or enrolled) faces."""
 
     code = "library.source_not_indexed"
 

@@ -71,6 +71,20 @@ ENROLL_ITEM = _obj({"path": STR, "person": STR,
                     "code": NULL_STR, "reason": NULL_STR, "note": NULL_STR, "faces_added": INT})
 
 
+# --- the library (issue #14) ---------------------------------------------------------------------
+KIND = {"enum": ["image", "animation", "video"]}
+TIME_RANGE = {"oneOf": [{"type": "null"}, POINT]}
+LIBRARY_TOTALS = _obj({"sources": INT, "sightings": INT, "named": INT, "clusters": INT})
+INDEX_ITEM = _obj({"path": STR, "status": {"enum": ["indexed", "updated", "unchanged", "duplicate", "failed",
+                                                    "removed"]},
+                   "kind": {"oneOf": [{"type": "null"}, KIND]}, "sightings": INT, "code": NULL_STR,
+                   "reason": NULL_STR})
+CLUSTER_FACE = _obj({"sighting": INT, "source": STR, "kind": KIND, "box": BOX, "time": NULL_NUM,
+                     "time_range": TIME_RANGE, "similarity_to_centre": NUM})
+APPEARANCE = _obj({"sighting": INT, "source": STR, "kind": KIND, "box": BOX, "time": TIME_RANGE,
+                   "best_time": NULL_NUM, "similarity": NUM, "named": BOOL})
+
+
 def _doc(name: str, title: str, props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
     body = _obj({"schema": {"const": f"facedex.{name}/1"}, **props}, required)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": f"facedex.{name}/1",
@@ -130,6 +144,30 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "progress": _obj({"frames_done": INT, "frames_total": {"type": ["integer", "null"], "minimum": 0}}),
         "status_code": {"type": ["integer", "null"]},
         "result": {"oneOf": [{"type": "null"}, IMAGE_RESULT, VIDEO_RESULT]}, "error": NULL_ERROR}),
+    # --- the library (issue #14, docs/library.md) ------------------------------------------------
+    "index": _doc("index", "facedex index --json", {
+        "gallery": STR, "interrupted": BOOL, "indexed": INT, "updated": INT, "unchanged": INT, "duplicate": INT,
+        "failed": INT, "removed": INT, "sightings_added": INT, "totals": LIBRARY_TOTALS,
+        "items": _arr(INDEX_ITEM), "skipped": _arr(SKIPPED)}),
+    "discover": _doc("discover", "facedex discover --json", {
+        "gallery": STR,
+        "clusters": _arr(_obj({"id": {"type": "string", "pattern": "^[a-z2-7]{8}$"}, "size": INT,
+                               "faces": _arr(CLUSTER_FACE)})),
+        "unclustered": INT, "sightings": INT, "claimed": {"type": "object", "additionalProperties": INT},
+        "named": INT, "low_quality": INT,
+        "threshold": _obj({"value": {"type": "number", "minimum": -1, "maximum": 1}, "source": STR}),
+        "identify_threshold": {"oneOf": [{"type": "null"}, THRESHOLD]}, "min_size": INT, "html": NULL_STR}),
+    "name": _doc("name", "facedex name --json", {
+        "gallery": STR, "cluster": STR, "person": STR, "created": BOOL, "enrolled": INT, "sources": INT,
+        "excluded": _arr(INT), "skipped": _arr(_obj({"sighting": INT, "person": STR})), "warnings": _arr(STR),
+        "totals": TOTALS}),
+    "find": _doc("find", "facedex find --json", {
+        "gallery": STR, "person": STR, "threshold": THRESHOLD, "appearances": _arr(APPEARANCE), "sources": INT,
+        "sightings_searched": INT}),
+    "people-edit": _doc("people-edit", "facedex people --merge/--rename/--remove-face/--remove-source --json", {
+        "gallery": STR, "operation": {"enum": ["merge", "rename", "remove-face", "remove-source"]}, "person": STR,
+        "into": NULL_STR, "faces_moved": INT, "faces_removed": INT, "sources_removed": INT, "person_removed": BOOL,
+        "people_affected": _arr(STR), "totals": TOTALS}),
 }
 
 

@@ -106,6 +106,10 @@ def register(sub) -> None:
     add_gallery(p)
     p.add_argument("person", nargs="?", metavar="PERSON", help="list this person's enrolled faces and their sources")
     add_json(p, "the list")
+    # --merge, --rename, --remove-face, --remove-source: facedex.cli.library (issue #14)
+    from .library import add_people_edit_options
+
+    add_people_edit_options(p)
     p.set_defaults(func=cmd_people)
 
     p = add_command(sub, "forget", help="erase people completely from a gallery",
@@ -305,6 +309,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 # --- people, forget, calibrate -------------------------------------------------------------------
 def cmd_people(args: argparse.Namespace) -> int:
+    from .library import people_edit_requested, run_people_edit  # issue #14: fixing people
+
+    if people_edit_requested(args):
+        return run_people_edit(args)
     with Gallery.open(args.gallery) as g:
         if args.person:
             faces = g.store.faces_of(args.person)
