@@ -201,3 +201,27 @@ def test_published_schemas_match_the_code():
     for name, doc in SCHEMAS.items():
         assert json.loads((folder / f"{name}.schema.json").read_text()) == doc, \
             f"docs/schemas/{name}.schema.json is stale: run python -m facedex.schemas docs/schemas"
+
+
+def test_auto_refuses_to_guess_between_equal_faces_until_the_person_is_known(tmp_path):
+    from PIL import Image
+
+    # two faces of the same size side by side: Tony Blair on the left, Hugo Chavez on the right
+    pair = Image.new("RGB", (500, 250))
+    pair.paste(Image.open(lfw_image("Tony_Blair", 5)), (0, 0))
+    pair.paste(Image.open(lfw_image("Hugo_Chavez", 5)), (250, 0))
+    pair.save(tmp_path / "pair.jpg", quality=95)
+    with facedex.Gallery.open(tmp_path / "g.gallery", create=True) as g:
+        r = g.enroll([tmp_path / "pair.jpg"], person="Tony Blair")
+        assert r.failed == 1 and r.items[0].code == "face.multiple" and "none clearly the largest" in r.items[0].reason
+        assert g.enroll(lfw_images("Tony_Blair")[10:14], person="Tony Blair").added == 4
+        r = g.enroll([tmp_path / "pair.jpg"], person="Tony Blair")
+        assert r.added == 1 and "matches the person's 4 enrolled face(s)" in r.items[0].note
+        box = next(f["box"] for f in g.store.faces_of("Tony Blair") if f["path"].endswith("pair.jpg"))
+        assert box[0] < 250  # the left face: his
+        # and for Hugo Chavez, whose photo shows him on the right, his face is the one taken
+        assert g.enroll(lfw_images("Hugo_Chavez")[10:13], person="Hugo Chavez").added == 3
+        r = g.enroll([tmp_path / "pair.jpg"], person="Hugo Chavez")
+        assert r.added == 1
+        box = next(f["box"] for f in g.store.faces_of("Hugo Chavez") if f["path"].endswith("pair.jpg"))
+        assert box[0] > 250

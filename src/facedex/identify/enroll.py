@@ -14,6 +14,8 @@ Which face of an image is the person's (``multiple``):
     "consensus") reaches the embedder's *agreement* level while no other face
     of the image does. When the person has no single-face photo, faces that
     recur across the person's several-face photos are the reference instead.
+    With no other photo of the person at all, the largest face, when its box
+    is at least twice the area of the next one (a portrait with bystanders).
     Otherwise the image is reported (``face.multiple``) and nothing is guessed.
 ``"largest"``
     The largest face.
@@ -47,6 +49,10 @@ log = logging.getLogger(__name__)
 
 #: How enrollment treats an image with several faces (see the module doc).
 MULTIPLE_POLICIES = ("auto", "largest", "reject")
+
+#: With no other photo of the person, the largest face is taken only when its box
+#: is at least this many times the area of the next one.
+DOMINANT_AREA_RATIO = 2.0
 
 #: Decoded pixels held at once before they are detected, embedded and released
 #: (48 MP: about 150 MB of RGB; a batch of 32 phone photos would be 1.5 GB).
@@ -348,8 +354,7 @@ class Enrollment:
             return [self._decide(a, a.embeddings @ centre, f"the person's {len(reference)} enrolled face(s)")
                     for a in group]
         if len(group) < 2:
-            return [(None, f"{len(group[0].faces)} faces found and no other photo of {person} to tell which is "
-                           "theirs; crop it, add a photo showing only them, or use --multiple largest")]
+            return [self._dominant(group[0], person)]
         # No single-face photo: the person is the face that recurs across their photos.
         picks = []
         for n, a in enumerate(group):
@@ -357,6 +362,17 @@ class Enrollment:
             support = (a.embeddings @ others.T).max(axis=1)
             picks.append(self._decide(a, support, f"the faces of {person}'s other {len(group) - 1} photo(s)"))
         return picks
+
+    def _dominant(self, a: _Ambiguous, person: str) -> tuple[int | None, str]:
+        """No other photo of the person to compare with: the largest face, only
+        when it clearly dominates the picture (a portrait with bystanders)."""
+        areas = sorted(((f.area, n) for n, f in enumerate(a.faces)), reverse=True)
+        ratio = areas[0][0] / max(areas[1][0], 1e-6)
+        if ratio >= DOMINANT_AREA_RATIO:
+            return areas[0][1], (f"{len(a.faces)} faces and no other photo of {person}; took the largest, "
+                                 f"{ratio:.1f}x the area of the next")
+        return None, (f"{len(a.faces)} faces found, none clearly the largest, and no other photo of {person} to tell "
+                      "which is theirs; crop it, add a photo showing only them, or use --multiple largest")
 
     def _decide(self, a: _Ambiguous, sims: np.ndarray, against: str) -> tuple[int | None, str]:
         order = np.argsort(-sims)
