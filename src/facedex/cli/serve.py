@@ -71,6 +71,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_files=args.max_files, job_after=args.job_after,
     )
     _open_gallery(config)
+    import logging
+
+    logging.getLogger("facedex.service").setLevel(args.log_level.upper())
     from ..service.server import serve
 
     where = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}/"

@@ -167,9 +167,14 @@ class Service:
 
     def people_doc(self) -> dict[str, Any]:
         g = self.galleries.get()
+        # Thumbnails of people forgotten meanwhile (by the CLI) are removed here; skipped while a
+        # write is in progress, so that a person being enrolled never loses a fresh thumbnail.
+        if self.galleries.write_lock.acquire(blocking=False):
+            try:
+                self.thumbs.prune(p.name for p in g.people())
+            finally:
+                self.galleries.write_lock.release()
         people = g.people()
-        with self.galleries.write_lock:
-            self.thumbs.prune(p.name for p in people)
         return {"schema": "facedex.people/1", "gallery": self.display_name, "embedder": g.embedder_card.id,
                 "totals": g.counts(), "threshold": g.threshold.to_dict(), "people": [p.to_dict() for p in people]}
 
@@ -183,7 +188,10 @@ class Service:
 
     def thumbnail(self, name: str) -> bytes | None:
         g = self.galleries.get()
-        with self.galleries.write_lock:
+        data = self.thumbs.read(g, name)  # raises PersonNotFoundError: never served for someone forgotten
+        if data is not None:
+            return data
+        with self.galleries.write_lock:  # made once, from a source photo on disk
             return self.thumbs.get(g, name)
 
     # -- the work (in the pool) -----------------------------------------------------------------------

@@ -63,6 +63,15 @@ class Thumbnails:
             f.unlink(missing_ok=True)
         return removed
 
+    def read(self, gallery, name: str) -> bytes | None:
+        """The stored thumbnail, if any; raises PersonNotFoundError when the
+        person is not enrolled (an orphan file is never served)."""
+        gallery.store.faces_of(name)
+        try:
+            return self.path(name).read_bytes()
+        except FileNotFoundError:
+            return None
+
     def get(self, gallery, name: str, uploads: Mapping[str, bytes] | None = None) -> bytes | None:
         """The person's thumbnail, made now if missing (``uploads``: sha256 → bytes
         of photos just enrolled). Raises PersonNotFoundError when not enrolled.
