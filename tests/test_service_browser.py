@@ -46,7 +46,7 @@ def _shrink_png(data: bytes) -> bytes:
 
 
 def test_identify_enroll_erase_in_the_page(browser, gallery_copy, tmp_path):
-    probe = lfw_image("Colin_Powell", 12)  # not enrolled in the base gallery (images 1-6 are)
+    probe = lfw_image("Colin_Powell", 10)  # not enrolled (images 1-6 are); Colin Powell and someone unknown
     newcomer = lfw_images(NEWCOMER)
     enroll_files = []
     for f in newcomer[:4]:
@@ -72,6 +72,9 @@ def test_identify_enroll_erase_in_the_page(browser, gallery_copy, tmp_path):
         box.focus()
         assert "Colin_Powell" in page.inner_text("#face-detail")
         assert page.get_attribute("#photo", "alt").startswith("The photo, with")
+        unknown = page.locator(".face.unknown").first
+        unknown.click()  # the closest candidates of an unknown face
+        assert "Closest" in page.inner_text("#face-detail")
         shot = page.screenshot(full_page=False)
 
         # a stranger to the gallery is unknown, with candidates on click
@@ -125,6 +128,22 @@ def test_identify_enroll_erase_in_the_page(browser, gallery_copy, tmp_path):
     (tmp_path / "service.png").write_bytes(png)
     if os.environ.get("FACEDEX_UPDATE_SCREENSHOT"):
         (REPO / "docs" / "service.png").write_bytes(png)
+
+
+def test_a_video_in_the_page(browser, gallery_copy, tmp_path, tmp_path_factory):
+    from .video_fixtures.clips import clip_cache, pair_clip
+
+    clip = clip_cache(tmp_path_factory).video(pair_clip())
+    with running(gallery_copy, tmp_path, "--job-after", "0") as server:  # every answer through a job
+        page = browser.new_page()
+        page.goto(server.url + "/")
+        page.wait_for_selector("#g-threshold:not(:text('…'))")
+        page.set_input_files("#file", str(clip))
+        page.locator("#presence td.name", has_text="Ariel_Sharon").wait_for()
+        assert page.locator("#tracks tbody tr").count() >= 2  # Ariel Sharon and a stranger
+        assert "unknown" in page.inner_text("#tracks")
+        page.get_by_role("button", name="play from 0:00.0").first.wait_for()
+        page.close()
 
 
 def test_the_page_works_with_the_keyboard_and_a_key(browser, gallery_copy, tmp_path):

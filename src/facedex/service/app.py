@@ -20,7 +20,7 @@ import mimetypes
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,7 +29,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import FacedexError, PersonNotFoundError
+from ..errors import FacedexError
 from .errors import ServiceError, error_document, http_status
 from .keys import ApiKey, require
 from .limits import UploadRules, check_declared_length, read_form
@@ -109,6 +109,10 @@ class Service:
             d.chmod(0o700)
         self.thumbs = Thumbnails(self.thumbs_dir)
         self.thumbs_dir.chmod(0o700)
+        if self.config.create and not Path(self.config.gallery).exists():
+            from ..identify.gallery import Gallery
+
+            Gallery.open(self.config.gallery, create=True).close()
         g = self.galleries.get()  # fails now, not at the first request, when the gallery cannot be opened
         with self.galleries.write_lock:
             removed = self.thumbs.prune(p.name for p in g.people())
@@ -340,6 +344,19 @@ class _Guard:
         await self.app(scope, receive, send_with_headers)
 
 
+def _scope(scope: str):
+    async def dep(request: Request) -> ApiKey:
+        return request.app.state.service.caller(request, scope)
+
+    return Depends(dep)
+
+
+#: The caller's key, checked for a scope (401 / 403 otherwise); ``ANONYMOUS`` without keys.
+ReadKey = Annotated[ApiKey, _scope("read")]
+EnrollKey = Annotated[ApiKey, _scope("enroll")]
+AdminKey = Annotated[ApiKey, _scope("admin")]
+
+
 def _number(value: str | None, name: str, low: float, high: float, *, integer: bool = False):
     if value is None or value == "":
         return None
@@ -401,12 +418,6 @@ def create_app(config: ServiceConfig):
         log.exception("unexpected error", exc_info=err)
         return JSONResponse(error_document("internal", "an unexpected error; the server log has the details"), 500)
 
-    def caller(scope: str):
-        async def dep(request: Request) -> ApiKey:
-            return service.caller(request, scope)
-
-        return Depends(dep)
-
     # -- page, docs, health -----------------------------------------------------------------------------
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -448,17 +459,17 @@ def create_app(config: ServiceConfig):
     # -- the gallery and people ------------------------------------------------------------------------------
     @app.get("/v1/gallery", tags=["gallery"], summary="totals, threshold in force, embedder, limits, your scope",
              responses={200: _json_response("gallery", "the gallery")})
-    async def gallery(key: ApiKey = caller("read")):
+    async def gallery(key: ReadKey):
         return await service.light.run(service.gallery_doc, key)
 
     @app.get("/v1/people", tags=["gallery"], summary="who is enrolled (as `facedex people --json`)",
              responses={200: _json_response("people", "the people")})
-    async def people(key: ApiKey = caller("read")):
+    async def people(key: ReadKey):
         return await service.light.run(service.people_doc)
 
     @app.get("/v1/people/{name:path}/thumbnail", tags=["gallery"], summary="a face thumbnail of the person (JPEG)",
              responses={200: {"content": {"image/jpeg": {}}, "description": "JPEG"}, 404: {"description": "none"}})
-    async def thumbnail(name: str, key: ApiKey = caller("read")):
+    async def thumbnail(name: str, key: ReadKey):
         data = await service.light.run(service.thumbnail, name)
         if data is None:
             raise ServiceError(404, "request.not_found", "no thumbnail: none of the person's source photos can be "
@@ -467,7 +478,7 @@ def create_app(config: ServiceConfig):
 
     @app.get("/v1/people/{name:path}", tags=["gallery"], summary="one person's faces and sources "
              "(as `facedex people GALLERY NAME --json`)", responses={200: _json_response("person", "the person")})
-    async def person(name: str, key: ApiKey = caller("read")):
+    async def person(name: str, key: ReadKey):
         return await service.light.run(service.person_doc, name)
 
     @app.post("/v1/people/{name:path}/faces", tags=["gallery"],
@@ -478,7 +489,7 @@ def create_app(config: ServiceConfig):
                           "status of the first failure (422 no face, 415 not an image…) with the same report.",
               openapi_extra=_multipart({"file": "photos of the person"}, ["file"], many=None),
               responses={200: _json_response("enroll", "the enrollment report"), **ERRORS})
-    async def add_faces(name: str, request: Request, multiple: str = "auto", key: ApiKey = caller("enroll")):
+    async def add_faces(name: str, request: Request, key: EnrollKey, multiple: str = "auto"):
         from ..identify.enroll import MULTIPLE_POLICIES
         from ..names import person_name
 
@@ -499,7 +510,7 @@ def create_app(config: ServiceConfig):
     @app.delete("/v1/people/{name:path}", tags=["gallery"],
                 summary="erase a person completely, thumbnail included (as `facedex forget --json`)",
                 responses={200: _json_response("forget", "what was erased"), 404: {"description": "not enrolled"}})
-    async def forget(name: str, request: Request, key: ApiKey = caller("admin")):
+    async def forget(name: str, request: Request, key: AdminKey):
         from ..names import person_name
 
         person_name(name)
@@ -514,7 +525,7 @@ def create_app(config: ServiceConfig):
                   "type": "object", "properties": {"fpir": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
                                                    "threshold": {"type": "number", "minimum": -1, "maximum": 1}}}}}}},
               responses={200: _json_response("calibrate", "the threshold now in force"), **ERRORS})
-    async def calibrate(request: Request, key: ApiKey = caller("admin")):
+    async def calibrate(request: Request, key: AdminKey):
         check_declared_length(request.headers, 4096)
         body = b""
         async for chunk in request.stream():
@@ -547,7 +558,7 @@ def create_app(config: ServiceConfig):
               openapi_extra=_multipart({"file": "a photo, animated GIF or video"}, ["file"]),
               responses={200: _json_response("identify-result", "the result"),
                          202: _json_response("job", "still running: poll the job"), **ERRORS})
-    async def identify(request: Request, key: ApiKey = caller("read"),
+    async def identify(request: Request, key: ReadKey,
                        threshold: float | None = Query(None, ge=-1, le=1, description="similarity threshold for "
                                                        "this request instead of the gallery's"),
                        top: int = Query(MAX_CANDIDATES, ge=0, le=MAX_CANDIDATES, description="candidates per face"),
@@ -605,11 +616,11 @@ def create_app(config: ServiceConfig):
 
     @app.get("/v1/jobs/{job_id}", tags=["identify"], summary="a job: status, progress, and the result when done",
              responses={200: _json_response("job", "the job")})
-    async def get_job(job_id: str, key: ApiKey = caller("read")):
+    async def get_job(job_id: str, key: ReadKey):
         return service.jobs.get(job_id, key).to_dict()
 
     @app.get("/v1/files/{job_id}/{name}", tags=["identify"], summary="an annotated copy or contact sheet of a job")
-    async def get_file(job_id: str, name: str, key: ApiKey = caller("read")):
+    async def get_file(job_id: str, name: str, key: ReadKey):
         job = service.jobs.get(job_id, key)
         path = job.outputs.get(name)
         if path is None or not path.is_file():
@@ -623,7 +634,7 @@ def create_app(config: ServiceConfig):
                           "embedder's 1:1 threshold.",
               openapi_extra=_multipart({"a": "first photo", "b": "second photo"}, ["a", "b"]),
               responses={200: _json_response("verify", "the answer"), **ERRORS})
-    async def verify(request: Request, key: ApiKey = caller("read"),
+    async def verify(request: Request, key: ReadKey,
                      threshold: float | None = Query(None, ge=-1, le=1, description="1:1 threshold override")):
         thr = threshold
         service.pool.check()

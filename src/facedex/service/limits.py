@@ -156,7 +156,8 @@ async def timed_chunks(request, rules: UploadRules) -> AsyncIterator[bytes]:
         except StopAsyncIteration:
             return
         except asyncio.TimeoutError:
-            raise ServiceError(408, "request.timeout", f"the upload stalled: no data for {rules.idle_timeout:g} s")
+            raise ServiceError(408, "request.timeout",
+                               f"the upload stalled: no data for {rules.idle_timeout:g} s") from None
         total += len(chunk)
         elapsed = time.monotonic() - start
         if rules.min_rate and elapsed > rules.grace and total / elapsed < rules.min_rate:

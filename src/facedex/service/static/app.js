@@ -227,6 +227,7 @@ function renderPhoto(res, file) {
   img.alt = n ? "The photo, with " + (n === 1 ? "one face marked: " : n + " faces marked: ") + names.join(", ") : "The photo; no face was found";
   img.onload = () => {
     const W = img.naturalWidth, H = img.naturalHeight;
+    img.classList.toggle("small", W < 400 && W >= H);
     res.faces.forEach((f, i) => {
       const [x, y, w, h] = f.box;
       const label = (i + 1) + ". " + names[i];
