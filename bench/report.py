@@ -69,7 +69,7 @@ def section_lfw() -> str:
     out = ["## LFW verification (View 2, 10 folds)\n",
            "Both stacks embed the face nearest the image centre, with a fixed centre box when their detector finds "
            "none; threshold chosen on 9 folds, tested on the 10th. `python bench/lfw_accuracy.py` "
-           "(facedex's numbers: `facedex eval lfw --data …/lfw`)\n"]
+           "(facedex's numbers: `facedex eval lfw [LFW_DIR]`)\n"]
     if not d:
         return "\n".join(out) + missing("python bench/lfw_accuracy.py")
     out.append(machine_line(d) + "\n")

@@ -22,7 +22,7 @@ from PIL import Image, ImageFilter
 from facedex.clean import CleanConfig, clean
 from facedex.errors import CleanError, SourcesFileError
 
-from .conftest import KNOWN, lfw_image, lfw_images, make_people
+from .conftest import KNOWN, check_schema, lfw_image, lfw_images, make_people
 from .test_cli import facedex
 
 MAIN = "Hugo_Chavez"
@@ -279,7 +279,8 @@ def test_clean_command(tmp_path, noisy):
     (src / "stray.jpg").write_bytes(lfw_image("Zico", 1).read_bytes())
     r = facedex("clean", src, tmp_path / "dst", "--json", "--split", "0.2", "--min-face", "40", "--min-score", "0.6",
                 check_rc=1)
-    data = json.loads(r.stdout)
+    data = check_schema("clean", json.loads(r.stdout))
+    assert data["interrupted"] is False and data["kept"] + data["rejected"] == data["images"]
     assert data["by_reason"]["wrong_person"] == 2  # the two of Ariel Sharon
     assert data["by_reason"]["extreme_pose"] == 1  # Bill Clinton in profile
     assert data["problems"][0]["item"] == "stray.jpg"
@@ -352,7 +353,7 @@ def test_ctrl_c_reports_what_finished_keeps_it_and_a_rerun_completes(tmp_path):
             proc.kill()
             proc.communicate()
     assert proc.returncode == 130, err
-    report = json.loads(out)  # valid JSON, marked as interrupted
+    report = check_schema("clean", json.loads(out))  # valid JSON, marked as interrupted
     assert report["interrupted"] is True and report["stopped_during"] in ("analyse", "write")
     assert report["images"] == 60 and report["people"] == 6 and report["analysed"] >= 16
     assert "rejections" not in report and report["manifest"] is None
@@ -367,7 +368,33 @@ def test_ctrl_c_reports_what_finished_keeps_it_and_a_rerun_completes(tmp_path):
     # the same command continues from there and completes
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=os.environ.copy())
     assert r.returncode == 0, r.stderr
-    done = json.loads(r.stdout)
+    done = check_schema("clean", json.loads(r.stdout))
     assert done["interrupted"] is False and done["images"] == 60
     assert done["reused_from_cache"] >= report["analysed"] and done["reused_from_cache"] + done["analysed"] == 60
     assert len((dst / "manifest.jsonl").read_text().splitlines()) == 60
+
+
+def test_a_second_ctrl_c_aborts_with_a_valid_json_document(tmp_path, monkeypatch, capsys):
+    """The second Ctrl-C stops at once: the JSON says how far each stage got, in the same schema."""
+    import facedex.clean
+    from facedex.cli import main
+
+    def aborted(src, dst, cfg, *, progress, **kw):
+        progress("hash", 7, 10)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(facedex.clean, "clean", aborted)
+    code = main.main(["clean", str(tmp_path / "src"), str(tmp_path / "dst"), "--json"])
+    captured = capsys.readouterr()
+    assert code == 130
+    doc = check_schema("clean", json.loads(captured.out))
+    assert doc == {"schema": "facedex.clean/1", "interrupted": True, "aborted": True, "progress": {"hash": 7}}
+    assert "aborted" in captured.err and "run the same command again" in captured.err
+
+
+def test_the_schema_knows_every_rejection_reason():
+    from facedex.clean import REASONS
+    from facedex.schemas import schema
+
+    reasons = schema("clean")["properties"]["rejections"]["items"]["properties"]["reason"]["enum"]
+    assert sorted(reasons) == sorted(REASONS)

@@ -27,7 +27,7 @@ from .collect_site.harness import (
     write_list,
 )
 from .collect_site.site import Reply, Site, add_robots, add_traps, build_gallery
-from .conftest import LFW
+from .conftest import LFW, check_schema
 
 
 def test_urls_json_summary_and_exit_code(tmp_path):
@@ -41,8 +41,8 @@ def test_urls_json_summary_and_exit_code(tmp_path):
         proc = run_cli(tmp_path, "collect", "urls", lst, tmp_path / "dst", "--json", *FAST_CLI)
         traps.release.set()
     assert proc.returncode == 1, proc.stderr
-    report = json.loads(proc.stdout)
-    assert report["command"] == "urls" and report["downloaded"] == 1
+    report = check_schema("collect", json.loads(proc.stdout))
+    assert report["command"] == "urls" and report["downloaded"] == 1 and report["interrupted"] is False
     assert report["failed_by_reason"] == {"http_404": 1, "invalid_row": 1, "not_image": 1}
     assert {f["reason"] for f in report["failures"]} == {"http_404", "invalid_row", "not_image"}
     row = next(f for f in report["failures"] if f["reason"] == "invalid_row")
@@ -54,6 +54,20 @@ def test_urls_json_summary_and_exit_code(tmp_path):
     assert entry["person"] == "Jean Chrétien" and entry["url"] == traps.urls["ok"]
     assert entry["sources"] == ["press photo"]
     assert proc.stderr == ""  # no progress bar without a terminal, no noise
+
+
+def test_crawl_json_summary(tmp_path):
+    with Site() as site:
+        gallery = build_gallery(site, LFW)
+        recipe = tmp_path / "site.toml"
+        recipe.write_text(gallery.recipe, encoding="utf-8")
+        proc = run_cli(tmp_path, "collect", "crawl", recipe, tmp_path / "dst", "--json", *FAST_CLI)
+    assert proc.returncode == 0, proc.stderr
+    report = check_schema("collect", json.loads(proc.stdout))
+    assert report["command"] == "crawl" and report["downloaded"] == 22 and report["interrupted"] is False
+    assert report["pages"]["fetched"] == 11
+    assert report["pages"]["skipped_by_reason"] == {"pagination_cycle": 1, "robots": 1}
+    assert any("pagination cycle" in note for note in report["notes"])
 
 
 def test_crawl_text_summary(tmp_path):
@@ -79,10 +93,13 @@ def test_crawl_text_summary(tmp_path):
 def test_usage_errors_exit_2(tmp_path, args, message):
     (tmp_path / "bad.toml").write_text('start = ["http://127.0.0.1:9/"]\n[index]\nperson_links = "a"\n'
                                        '[person]\nnmae = "h1"\nimages = "img"\n', encoding="utf-8")
-    proc = run_cli(tmp_path, *[a.format(dir=tmp_path) for a in args])
+    proc = run_cli(tmp_path, *[a.format(dir=tmp_path) for a in args], "--json")
     assert proc.returncode == 2
     assert proc.stderr.startswith("facedex collect: error: ")
     assert message.format(dir=tmp_path) in proc.stderr
+    error = check_schema("error", json.loads(proc.stdout))["error"]  # with --json, also on stdout with its code
+    assert message.format(dir=tmp_path) in error["message"]
+    assert error["code"] in ("collect.recipe", "collect.url_list", "config.invalid")
     assert not (tmp_path / "dst").exists()  # nothing created before the input was checked
 
 
@@ -157,8 +174,8 @@ def test_sigkill_midway_then_resume_downloads_nothing_twice(tmp_path):
         assert len(stray) == 10
         hits_run1 = Counter(site.paths())
 
-        # run 2: still hanging server; stopped with SIGTERM it exits cleanly with a summary
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # run 2: still hanging server; stopped with SIGTERM it exits cleanly with a summary (in JSON here)
+        proc = subprocess.Popen(cmd + ["--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             _wait_for(lambda: site.count(prefix="/img/") >= sum(hits_run1.values()) - 1 + 4, proc,
                       "4 hanging downloads")
@@ -166,7 +183,9 @@ def test_sigkill_midway_then_resume_downloads_nothing_twice(tmp_path):
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=30)
         assert proc.returncode == 130, err
-        assert out.startswith("interrupted: downloaded 0 images") and "run the same command again" in err
+        stopped = check_schema("collect", json.loads(out))
+        assert stopped["interrupted"] is True and stopped["downloaded"] == 0 and stopped["failed"] == 0
+        assert "interrupted: downloaded 0 images" in err and "run the same command again" in err
         assert len(manifest(dst)) == 10
         hits_run2 = Counter(site.paths())
 
@@ -174,7 +193,7 @@ def test_sigkill_midway_then_resume_downloads_nothing_twice(tmp_path):
         gate.set()
         proc = subprocess.run(cmd + ["--json"], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    report = check_schema("collect", json.loads(proc.stdout))
     assert report["downloaded"] == 30 and report["failed"] == 0
     assert report["skipped_by_reason"] == {"already_collected": 10}
     assert assert_complete_images(dst) == 40 and len(manifest(dst)) == 40

@@ -42,6 +42,8 @@ from facedex.datasets import (
 )
 from facedex.datasets import lfw as lfw_module
 
+from .conftest import check_schema
+
 PEOPLE = {"Ann_Able": 3, "Bob_Baker": 1, "Cy_Crane": 2}  # 3 people, 6 images
 IMAGE_BYTES = 40_000  # random, so the archive is ~240 KB and does not compress
 
@@ -521,19 +523,24 @@ def test_cli_path_prints_the_folder_and_checks_it(monkeypatch, capsys, lfw):
     code, out, _ = run_cli(monkeypatch, capsys, "data", "path", "lfw", "--data", str(lfw))
     assert (code, out.strip()) == (0, str(lfw.resolve()))
     code, out, _ = run_cli(monkeypatch, capsys, "data", "path", "lfw", "--data", str(lfw), "--check", "--json")
-    report = json.loads(out)
+    report = check_schema("data-path", json.loads(out))
     assert code == 0 and report["check"]["ok"] and report["found_by"] == "explicit path"
+    code, out, _ = run_cli(monkeypatch, capsys, "data", "path", "lfw", "--data", str(lfw), "--json")
+    assert code == 0 and check_schema("data-path", json.loads(out))["check"] is None
 
 
 def test_cli_path_when_nothing_is_there(monkeypatch, capsys, places):
     code, out, err = run_cli(monkeypatch, capsys, "data", "path", "lfw")
     assert code == 2 and out == "" and "facedex data fetch lfw" in err and "Traceback" not in err
+    code, out, err = run_cli(monkeypatch, capsys, "data", "path", "lfw", "--json")
+    error = check_schema("error", json.loads(out))["error"]
+    assert code == 2 and error["code"] == "dataset.not_found" and "facedex data fetch lfw" in error["message"]
 
 
 def test_cli_fetch_json_then_noop(monkeypatch, capsys, site, archive, protocol, tmp_path):
     monkeypatch.setattr(lfw_module, "LFW_SOURCES", serve(site, archive, protocol))
     code, out, _ = run_cli(monkeypatch, capsys, "data", "fetch", "lfw", "--dest", str(tmp_path), "--json")
-    report = json.loads(out)
+    report = check_schema("data-fetch", json.loads(out))
     assert code == 0 and report["fetched"] and report["images"] == 6 and "lfw.tgz" in report["downloaded"]
     code, out, _ = run_cli(monkeypatch, capsys, "data", "fetch", "lfw", "--dest", str(tmp_path))
     assert code == 0 and "already there, verified" in out

@@ -19,7 +19,7 @@ from facedex.evaluate.identification import (
 )
 from facedex.evaluate.lfw import best_accuracy_threshold, evaluate_lfw, read_pairs, verification_metrics
 
-from .conftest import KNOWN, LFW, PAIRS, lfw_images, strangers
+from .conftest import KNOWN, LFW, PAIRS, check_schema, lfw_images, strangers
 from .test_cli import facedex
 
 
@@ -102,7 +102,7 @@ def test_lfw_known_answer_on_a_small_subset(tmp_path):
 def test_lfw_command_json_and_plot(tmp_path):
     plot = tmp_path / "roc.png"
     r = facedex("eval", "lfw", LFW, "--pairs", _mini_pairs(tmp_path), "--json", "--plot", plot, check_rc=0)
-    data = json.loads(r.stdout)
+    data = check_schema("eval-lfw", json.loads(r.stdout))
     assert data["pairs"] == 60 and len(data["fold_accuracies"]) == 2
     assert data["protocol"].startswith("LFW View 2, 2-fold, threshold chosen on the other 1 folds")
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -181,8 +181,10 @@ def test_bad_pairs_files(tmp_path, defect, message):
     with pytest.raises(PairsError, match=message) as info:
         read_pairs(p, LFW)
     assert str(p) in str(info.value)
-    r = facedex("eval", "lfw", LFW, "--pairs", p, check_rc=2)
+    r = facedex("eval", "lfw", LFW, "--pairs", p, "--json", check_rc=2)
     assert message in r.stderr
+    error = check_schema("error", json.loads(r.stdout))["error"]  # with --json, also on stdout with its code
+    assert error["code"] == "dataset.pairs" and message in error["message"]
 
 
 def _dataset(tmp_path, people=KNOWN[:5], per_person=8, n_strangers=15):
@@ -214,8 +216,10 @@ def test_identification_known_answer_on_a_small_subset(tmp_path):
 def test_identify_command_json(tmp_path):
     root = _dataset(tmp_path)
     r = facedex("eval", "identify", root, "--min-images", "8", "--gallery-per-person", "4",
-                "--num-strangers", "10", "--json", "--plot", tmp_path / "det.png", check_rc=0)
-    data = json.loads(r.stdout)
+                "--num-strangers", "10", "--gallery-sizes", "5,10", "--json", "--plot", tmp_path / "det.png",
+                check_rc=0)
+    data = check_schema("eval-identify", json.loads(r.stdout))
+    assert set(data["calibration_check"]) == {"0.01", "0.001"} and len(data["gallery_size_sweep"]) == 2
     assert data["people"] == 5 and data["rank1"] >= 0.95
     assert (tmp_path / "det.png").read_bytes()[:4] == b"\x89PNG"
 

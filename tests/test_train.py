@@ -54,7 +54,7 @@ from facedex.train.losses import (  # noqa: E402
     create_loss,
 )
 
-from .conftest import LFW, lfw_image, lfw_images, make_people  # noqa: E402
+from .conftest import LFW, check_schema, lfw_image, lfw_images, make_people  # noqa: E402
 from .test_cli import facedex  # noqa: E402
 
 PEOPLE = ["Hugo_Chavez", "Ariel_Sharon", "Jean_Chretien", "Junichiro_Koizumi"]
@@ -552,7 +552,8 @@ def test_cli_fine_tunes_sface_exports_and_the_model_enrolls_and_identifies(clean
     r = facedex("train", "run", clean_data, out, "--freeze", "27", "--cache-views", "2", "--epochs", "2",
                 "--batch-size", "8", "--strangers", stranger_crops, "--lfw", LFW, "--lfw-pairs", tiny_pairs,
                 "--name", "sface-ft", "--json", check_rc=0)
-    res = json.loads(r.stdout)
+    res = check_schema("train-run", json.loads(r.stdout))
+    assert res["interrupted"] is False and res["epochs_done"] == 2
     first, last = res["history"][0], res["history"][-1]
     assert first["epoch"] == 0 and last["epoch"] == 2
     assert first["lfw_pairs"] == 8 and "lfw_accuracy" in last and last["lfw_pairs_excluded"] == 0
@@ -576,7 +577,9 @@ def test_cli_fine_tunes_sface_exports_and_the_model_enrolls_and_identifies(clean
     assert "refusing" in r.stderr
     # the last checkpoint exports on its own too
     r = facedex("train", "export", out / "checkpoints" / "last.pt", "--out", tmp_path / "again", "--json", check_rc=0)
-    assert json.loads(r.stdout)["card_id"].startswith("sface-ft@")
+    exported = check_schema("train-export", json.loads(r.stdout))
+    assert exported["card_id"].startswith("sface-ft@")
+    assert exported["checkpoint"] == str(out / "checkpoints" / "last.pt")
 
 
 @pytest.mark.slow
@@ -592,17 +595,85 @@ def test_cli_errors_exit_2_with_the_reason(tmp_path):
     r = facedex("train", "list", check_rc=0)
     assert "mobilefacenet" in r.stdout and "arcface" in r.stdout
     r = facedex("train", "list", "--json", check_rc=0)  # JSON, not the table
-    listed = json.loads(r.stdout)
+    listed = check_schema("train-list", json.loads(r.stdout))
     assert "mobilefacenet" in [b["name"] for b in listed["backbones"]]
     assert "sface" in next(b for b in listed["backbones"] if b["name"] == "sface")["pretrained"]
     assert "arcface" in [x["name"] for x in listed["losses"]]
     r = facedex("train", "run", "--print-config", "--backbone", "mobilefacenet", check_rc=0)
     assert tomllib.loads(r.stdout)["model"]["init"] == "scratch"
     r = facedex("train", "run", "--print-config", "--epochs", "4", "--json", check_rc=0)
-    assert json.loads(r.stdout)["epochs"] == 4
+    assert check_schema("train-config", json.loads(r.stdout))["epochs"] == 4
     r = facedex("train", "run", check_rc=2)
     assert "DATA and OUT are required" in r.stderr
     for bad in (["--epochs", "0"], ["--lr", "-1"], ["--batch-size", "1"], ["--cache-views", "65"]):
         r = facedex("train", "run", tmp_path / "one", tmp_path / "out3", *bad, check_rc=2)
         assert f"argument {bad[0]}" in r.stderr
     assert not (tmp_path / "out3").exists()
+
+
+# --- the command stopped by Ctrl-C: its JSON -----------------------------------------------------
+
+_TINY_TOML = """epochs = 2
+batch_size = 8
+[model]
+backbone = "mobilefacenet"
+init = "scratch"
+args = { width = 16, blocks = [1, 1, 1], embedding_dim = 64, dropout = 0.2 }
+[loss]
+name = "center"
+[validation]
+every = 0
+before = false
+batch_size = 64
+[export]
+enabled = false
+"""
+
+
+def _cli_run_stopped_at_the_first_step(data, tmp_path, monkeypatch, capsys, action):
+    """`facedex train run --json` in this process; ``action`` runs at the first step (a Ctrl-C)."""
+    from facedex.cli import main
+    from facedex.cli import train as train_cli
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(_TINY_TOML)
+    original = train_cli._Bars.__call__
+    fired = []
+
+    def call(self, e):
+        original(self, e)
+        if e.kind == "step" and not fired:
+            fired.append(e)
+            action()
+
+    monkeypatch.setattr(train_cli._Bars, "__call__", call)
+    code = main.main(["train", "run", str(data), str(tmp_path / "out"), "--config", str(config), "--json"])
+    captured = capsys.readouterr()
+    return code, json.loads(captured.out), captured.err
+
+
+def test_cli_ctrl_c_stops_after_the_step_with_a_checkpoint_and_valid_json(clean_data, tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    # a real SIGINT: the command's handler asks the trainer to stop after this step
+    code, doc, err = _cli_run_stopped_at_the_first_step(clean_data, tmp_path, monkeypatch, capsys,
+                                                        lambda: os.kill(os.getpid(), signal.SIGINT))
+    assert code == 130
+    check_schema("train-run", doc)
+    assert doc["interrupted"] is True and doc["global_step"] == 1 and doc["export"] is None
+    assert doc["last_checkpoint"] == str(tmp_path / "out" / "checkpoints" / "last.pt")
+    assert load_checkpoint(doc["last_checkpoint"])["kind"] == "interrupted"
+    assert "--resume" in err
+
+
+def test_cli_second_ctrl_c_aborts_with_valid_json(clean_data, tmp_path, monkeypatch, capsys):
+    def second_ctrl_c():  # what the handler does when the first has been given already
+        raise KeyboardInterrupt
+
+    code, doc, err = _cli_run_stopped_at_the_first_step(clean_data, tmp_path, monkeypatch, capsys, second_ctrl_c)
+    assert code == 130
+    check_schema("train-run", doc)
+    assert doc["interrupted"] is True and doc["aborted"] is True and doc["out"] == str(tmp_path / "out")
+    assert doc["last_checkpoint"] is None  # aborted in the first epoch: no checkpoint yet
+    assert "aborted" in err

@@ -170,6 +170,116 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "people_affected": _arr(STR), "totals": TOTALS}),
 }
 
+# --- the pipeline commands (issue #11): clean, collect, train, eval, data ----------------------------
+COUNTS = {"type": "object", "additionalProperties": INT}
+#: facedex clean's rejection reasons (facedex.clean.REASONS): stable codes
+CLEAN_REASON = {"enum": ["unreadable", "no_face", "too_small", "duplicate", "blurred", "extreme_pose",
+                         "wrong_person", "inconsistent", "no_consensus", "several_faces", "near_duplicate",
+                         "label_conflict"]}
+#: facedex collect's skip and failure reasons (facedex.collect.reasons): stable codes, http_<status> included
+COLLECT_REASON = {"type": "string", "pattern": "^[a-z0-9_]+$"}
+COLLECT_COUNTS = {"type": "object", "propertyNames": COLLECT_REASON, "additionalProperties": INT}
+EXPORT = _obj({"onnx": STR, "card": STR, "card_id": STR, "max_abs_diff": NUM, "min_cosine": NUM,
+               "default_threshold": NULL_NUM, "checkpoint": NULL_STR},
+              ["onnx", "card", "card_id", "max_abs_diff", "min_cosine", "default_threshold"])
+ANY_OBJ = {"type": "object"}
+LFW_CHECK = _obj({"path": STR, "people": INT, "images": INT, "expected_people": INT, "expected_images": INT,
+                  "pairs": {"type": "object", "additionalProperties": {"enum": ["ok", "missing", "different"]}},
+                  "ok": BOOL, "problems": _arr(STR)})
+
+
+def _variants(doc: dict[str, Any], *variants: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` whose instances are exactly one of ``variants`` (each a title, the
+    keys it requires and the constant values that tell it apart)."""
+    return {**doc, "oneOf": [{"title": v["title"], "required": v["required"],
+                              "properties": {k: {"const": c} for k, c in v.get("const", {}).items()}}
+                             for v in variants]}
+
+
+SCHEMAS.update({
+    "clean": _variants(_doc("clean", "facedex clean --json (a finished run, one stopped by Ctrl-C, or aborted)", {
+        "interrupted": BOOL, "images": INT, "people": INT, "kept": INT, "rejected": INT,
+        "by_reason": {"type": "object", "propertyNames": CLEAN_REASON, "additionalProperties": INT},
+        "split": COUNTS, "people_without_kept_images": _arr(STR),
+        "per_person": {"type": "object", "additionalProperties": _obj({
+            "kept": INT, "rejected": INT,
+            "reasons": {"type": "object", "propertyNames": CLEAN_REASON, "additionalProperties": INT}})},
+        "problems": _arr(_obj({"item": STR, "reason": STR})),
+        "thresholds": _obj({"outlier": NUM, "pair": NUM}), "config": ANY_OBJ, "embedder": STR,
+        "sources_groups": INT, "manifest": NULL_STR, "report": NULL_STR, "analysed": INT,
+        "reused_from_cache": INT, "written": INT,
+        "rejections": _arr(_obj({"person": STR, "source": STR, "reason": CLEAN_REASON, "detail": STR})),
+        "stopped_during": {"enum": ["hash", "analyse", "write"]}, "aborted": {"const": True},
+        "progress": COUNTS}, ["schema", "interrupted"]),
+        {"title": "finished", "const": {"interrupted": False},
+         "required": ["images", "people", "kept", "rejected", "by_reason", "split", "people_without_kept_images",
+                      "per_person", "problems", "thresholds", "config", "embedder", "sources_groups", "manifest",
+                      "report", "analysed", "reused_from_cache", "written", "rejections"]},
+        {"title": "stopped by Ctrl-C after the images in hand (finished work kept, manifest not updated)",
+         "const": {"interrupted": True},
+         "required": ["images", "people", "problems", "manifest", "report", "thresholds", "analysed",
+                      "reused_from_cache", "written", "stopped_during"]},
+        {"title": "aborted by a second Ctrl-C: how far each stage got", "const": {"interrupted": True},
+         "required": ["aborted", "progress"]}),
+    "collect": _doc("collect", "facedex collect urls|crawl --json", {
+        "command": {"enum": ["urls", "crawl"]}, "dst": STR, "downloaded": INT, "bytes": INT, "skipped": INT,
+        "failed": INT, "skipped_by_reason": COLLECT_COUNTS, "failed_by_reason": COLLECT_COUNTS,
+        "pages": _obj({"fetched": INT, "skipped": INT, "failed": INT, "skipped_by_reason": COLLECT_COUNTS,
+                       "failed_by_reason": COLLECT_COUNTS}),
+        "failures": _arr(_obj({"kind": {"enum": ["image", "page", "row"]}, "url": STR, "reason": COLLECT_REASON,
+                               "detail": STR, "people": _arr(STR), "line": INT},
+                              ["kind", "url", "reason", "detail", "people"])),
+        "notes": _arr(STR), "totals": _obj({"people": INT, "files": INT, "images": INT, "bytes": INT}),
+        "requests": INT, "elapsed_s": NUM, "interrupted": BOOL, "manifest": STR, "sources": STR, "state": STR}),
+    "train-run": _variants(_doc("train-run", "facedex train run --json (finished, stopped by Ctrl-C, or aborted)", {
+        "out": STR, "epochs_done": INT, "global_step": INT, "interrupted": BOOL,
+        "best": {"oneOf": [{"type": "null"}, _obj({"metric": STR, "value": NULL_NUM, "epoch": INT})]},
+        "last_checkpoint": NULL_STR, "best_checkpoint": NULL_STR, "export": {"oneOf": [{"type": "null"}, EXPORT]},
+        "history": _arr(_obj({"epoch": INT, "step": INT}, ["epoch", "step"])), "run": ANY_OBJ,
+        "aborted": {"const": True}}, ["schema", "out", "interrupted", "last_checkpoint"]),
+        {"title": "finished, or stopped by Ctrl-C after a step (with a checkpoint; --resume continues)",
+         "required": ["epochs_done", "global_step", "best", "best_checkpoint", "export", "history", "run"]},
+        {"title": "aborted by a second Ctrl-C: the last checkpoint stays valid", "const": {"interrupted": True},
+         "required": ["aborted"]}),
+    "train-export": _doc("train-export", "facedex train export --json", EXPORT["properties"], EXPORT["required"]
+                         + ["checkpoint"]),
+    "train-list": _doc("train-list", "facedex train list --json", {
+        "backbones": _arr(_obj({"name": STR, "size": {"enum": ["small", "large"]}, "pretrained": _arr(STR),
+                                "summary": STR})),
+        "losses": _arr(_obj({"name": STR, "summary": STR}))}),
+    "train-config": _doc("train-config", "facedex train run --print-config --json: the resolved settings", {
+        "epochs": {"type": "integer", "minimum": 1}, "batch_size": {"type": "integer", "minimum": 2}, "seed": INT,
+        "device": STR, "amp": BOOL, "threads": INT,
+        **{section: ANY_OBJ for section in ("data", "augment", "optim", "stability", "validation", "checkpoint")},
+        "model": _obj({"backbone": STR, "init": STR, "freeze": INT, "freeze_bn": BOOL, "cache_views": INT,
+                       "args": ANY_OBJ}),
+        "loss": _obj({"name": STR, "head_init": {"enum": ["class_means", "random"]}, "args": ANY_OBJ}),
+        "export": _obj({"enabled": BOOL, "name": STR, "checkpoint": {"enum": ["best", "last"]}, "opset": INT})}),
+    "eval-lfw": _doc("eval-lfw", "facedex eval lfw --json", {
+        "protocol": STR, "embedder": STR, "accuracy": NUM, "accuracy_std": NUM, "fold_accuracies": _arr(NUM),
+        "fold_thresholds": _arr(NUM), "val_at_far": NUM, "val_at_far_std": NUM, "far_target": NUM,
+        "far_achieved": NUM, "pairs": INT, "images": INT, "fallbacks": INT, "fallback_images": _arr(STR),
+        "seconds": NUM}),
+    "eval-identify": _doc("eval-identify", "facedex eval identify --json", {
+        "protocol": STR, "embedder": STR, "people": INT, "gallery_faces": INT, "genuine_searches": INT,
+        "stranger_searches": INT, "rank1": NUM, "rank5": NUM,
+        "open_set": _arr(_obj({"fpir_target": NUM, "threshold": NUM, "fpir": NUM, "fnir": NUM})),
+        "calibration_check": {"type": "object", "additionalProperties": _obj({
+            "threshold": NUM, "fpir_on_real_strangers": NUM, "fnir": NUM, "gallery_stranger_searches": INT,
+            "low_confidence": BOOL})},
+        "gallery_size_sweep": _arr({**_obj({"identities": INT, "distractors": INT, "faces": INT, "rank1": NULL_NUM,
+                                            "note": STR}, ["identities", "distractors", "faces", "rank1"]),
+                                    "patternProperties": {"^(fnir|threshold)_at_fpir_": NUM}}),
+        "fallbacks": INT, "skipped_gallery_images": _arr(STR), "seconds": NUM}),
+    "data-fetch": _doc("data-fetch", "facedex data fetch --json", {
+        "path": STR, "data_dir": STR, "people": INT, "images": INT, "pairs": {"type": "object",
+                                                                              "additionalProperties": STR},
+        "downloaded": _arr(STR), "fetched": BOOL, "seconds": NUM}),
+    "data-path": _doc("data-path", "facedex data path --json", {
+        "dataset": {"enum": ["lfw"]}, "path": STR, "found_by": NULL_STR,
+        "fetched_by_facedex": {"type": ["object", "null"]}, "check": {"oneOf": [{"type": "null"}, LFW_CHECK]}}),
+})
+
 
 def schema(name: str) -> dict[str, Any]:
     return SCHEMAS[name]

@@ -22,6 +22,9 @@ from .output import emit_json, err, out, plural, progress, table
 
 ORDER = 20
 
+#: the --json document (docs/schemas/clean.schema.json)
+SCHEMA = "facedex.clean/1"
+
 
 def register(sub) -> None:
     p = add_command(
@@ -109,7 +112,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # the second Ctrl-C: stopped at once; finished work is in DST's cache
         close_bars()
         if args.json:
-            emit_json({"interrupted": True, "aborted": True, "progress": done})
+            emit_json({"schema": SCHEMA, "interrupted": True, "aborted": True, "progress": done})
         err("facedex clean: aborted; analyses and crops already finished are kept; "
             "run the same command again to continue")
         return EXIT_INTERRUPTED
@@ -119,7 +122,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
         return _interrupted(args, report)
     s = report.summary
     if args.json:
-        emit_json(report.to_dict())
+        emit_json({"schema": SCHEMA, **report.to_dict()})
     else:
         out(f"{s['images']} images of {plural(s['people'], 'person')}: kept {s['kept']}, rejected {s['rejected']} "
             f"({report.analysed} analysed, {report.reused} from the cache)")
@@ -146,7 +149,7 @@ def _interrupted(args: argparse.Namespace, report) -> int:
             f"{plural(s['people'], 'person')}; {report.analysed} analysed now, {report.reused} from the cache, "
             f"{plural(report.written, 'crop')} written")
     if args.json:
-        emit_json(report.to_dict())
+        emit_json({"schema": SCHEMA, **report.to_dict()})
         err(f"facedex clean: {line}")
     else:
         out(line)

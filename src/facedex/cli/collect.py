@@ -13,6 +13,9 @@ from .output import emit_json, err, out, plural, progress, summarize_reasons
 
 ORDER = 50
 
+#: the --json document of both commands (docs/schemas/collect.schema.json)
+SCHEMA = "facedex.collect/1"
+
 _POLITE = ("Polite by default: robots.txt is honoured, 1 request per second per host, 4 downloads at once, "
            "retries with backoff on timeouts, 429 and 5xx. Re-running the same command continues an "
            "interrupted run (Ctrl-C reports what finished) and downloads nothing twice.")
@@ -203,7 +206,7 @@ def _finish(args: argparse.Namespace, report) -> int:
     head = (f"downloaded {plural(report.downloaded, 'image')} ({format_size(report.bytes)}), "
             f"skipped {report.skipped}, failed {report.failed}")
     if args.json:
-        emit_json(report.to_dict())
+        emit_json({"schema": SCHEMA, **report.to_dict()})
         if report.interrupted:
             err(f"facedex collect: interrupted: {head}; run the same command again to continue where it stopped")
     else:

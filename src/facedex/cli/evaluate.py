@@ -120,7 +120,7 @@ def cmd_eval_lfw(args: argparse.Namespace) -> int:
         roc_plot([(res.embedder, res.scores, res.same)], args.plot,
                  title=f"LFW verification (View 2, {res.pairs:,} pairs in {res.folds} folds)")
     if args.json:
-        emit_json(res.to_dict())
+        emit_json({"schema": "facedex.eval-lfw/1", **res.to_dict()})
         return EXIT_OK
     out(f"LFW View 2 ({res.pairs} pairs, {res.images} images, {res.folds} folds), {res.embedder}")
     out(f"  accuracy      {100 * res.accuracy_mean:.2f} ± {100 * res.accuracy_std:.2f} %")
@@ -162,7 +162,7 @@ def cmd_eval_identify(args: argparse.Namespace) -> int:
         err("no DET curve: there were no stranger searches (--num-strangers 0, or no person with too few "
             "images to enrol)")
     if args.json:
-        emit_json(res.to_dict())
+        emit_json({"schema": "facedex.eval-identify/1", **res.to_dict()})
         return EXIT_OK
     out(f"1:N identification, {res.embedder}")
     out(f"  gallery: {res.people} people, {res.gallery_faces} faces; {res.genuine_searches} genuine and "

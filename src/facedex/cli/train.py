@@ -27,6 +27,9 @@ from .output import emit_json, err, out, progress
 
 ORDER = 40
 
+#: the --json documents: facedex.train-run/1, train-export, train-list, train-config (docs/schemas/)
+SCHEMA = "facedex.train-{}/1"
+
 
 def register(sub) -> None:
     p = add_command(
@@ -137,7 +140,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                  for b in list_backbones()]
     losses = [{"name": n, "summary": LOSSES[n].summary} for n in sorted(LOSSES)]
     if args.json:
-        emit_json({"backbones": backbones, "losses": losses})
+        emit_json({"schema": SCHEMA.format("list"), "backbones": backbones, "losses": losses})
         return EXIT_OK
     out(table([[b["name"], b["size"], ", ".join(b["pretrained"]) or "–", b["summary"]] for b in backbones],
               ["backbone", "size", "pretrained", ""]))
@@ -205,7 +208,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         require_torch()
         resolved = resolve(apply_overrides(cfg or load_config(None), _overrides(args)))
         if args.json:
-            emit_json(resolved.to_dict())
+            emit_json({"schema": SCHEMA.format("config"), **resolved.to_dict()})
         else:
             out(to_toml(resolved, "facedex train settings (resolved); edit and pass with --config"))
         return EXIT_OK
@@ -231,7 +234,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         bars.close()
         last = outdir / "checkpoints" / "last.pt"
         if args.json:
-            emit_json({"out": str(outdir), "interrupted": True, "aborted": True,
+            emit_json({"schema": SCHEMA.format("run"), "out": str(outdir), "interrupted": True, "aborted": True,
                        "last_checkpoint": str(last) if last.is_file() else None})
         err("aborted; the last checkpoint is kept" + (f"; continue with: {resume}" if last.is_file() else ""))
         return EXIT_INTERRUPTED
@@ -242,7 +245,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             handler.close()
     skipped = result.run_info.get("dataset", {}).get("skipped_files", 0)
     if args.json:
-        emit_json(result.to_dict())
+        emit_json({"schema": SCHEMA.format("run"), **result.to_dict()})
     else:
         _summary(result, args)
     if result.interrupted:
@@ -309,7 +312,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     result = export_checkpoint(ckpt, outdir, name, check_pixels=_sample_crops(ckpt.get("data")),
                                opset=int(ckpt["config"].get("export", {}).get("opset", 17)), source_path=ckpt_path)
     if args.json:
-        emit_json(result.to_dict())
+        emit_json({"schema": SCHEMA.format("export"), **result.to_dict()})
     else:
         out(f"exported: {result.onnx} ({result.card_id}; ONNX vs PyTorch relative difference "
             f"{result.max_abs_diff:.1e}, lowest cosine {result.min_cosine:.7f})")
