@@ -146,6 +146,19 @@ def test_a_video_in_the_page(browser, gallery_copy, tmp_path, tmp_path_factory):
         page.close()
 
 
+def test_the_interactive_docs_work_offline(browser, gallery_copy, tmp_path):
+    with running(gallery_copy, tmp_path) as server:
+        page = browser.new_page()
+        outside = []
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(server.url) else None)
+        page.goto(server.url + "/docs")
+        page.locator(".opblock").first.wait_for()
+        assert page.locator(".opblock").count() >= 10
+        assert page.get_by_role("button", name="Authorize").count() == 1
+        assert outside == []
+        page.close()
+
+
 def test_the_page_works_with_the_keyboard_and_a_key(browser, gallery_copy, tmp_path):
     key = "k" * 8 + "-browser-test-key"
     with running(gallery_copy, tmp_path, env={"FACEDEX_API_KEY": key}) as server:

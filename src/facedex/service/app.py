@@ -25,6 +25,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -344,8 +345,13 @@ class _Guard:
         await self.app(scope, receive, send_with_headers)
 
 
+#: Declares the bearer scheme in the OpenAPI document (the /docs "Authorize" button); the check is ours.
+_BEARER = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer KEY` (when the "
+                     "service has keys; scopes read < enroll < admin)")
+
+
 def _scope(scope: str):
-    async def dep(request: Request) -> ApiKey:
+    async def dep(request: Request, _declared: Annotated[Any, Depends(_BEARER)] = None) -> ApiKey:
         return request.app.state.service.caller(request, scope)
 
     return Depends(dep)
