@@ -408,3 +408,19 @@ def test_schemas_of_the_service_are_published():
     root = Path(__file__).resolve().parents[1] / "docs" / "schemas"
     for name in ("gallery", "job"):
         assert json.loads((root / f"{name}.schema.json").read_text()) == SCHEMAS[name]
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("photo.jpg", "photo.jpg"),
+    ("../../etc/passwd", "passwd"),
+    ("C:\\Users\\ada\\me.png", "me.png"),
+    ("\x1b[31mred\x00.jpg", "[31mred.jpg"),
+    (".hidden.jpg", "hidden.jpg"),
+    ("", "upload-1"),
+    ("..", "upload-1"),
+    ("a" * 300 + ".jpeg", "a" * 190 + ".jpeg"),
+])
+def test_upload_names_are_safe(raw, expected):
+    from facedex.service.limits import safe_filename
+
+    assert safe_filename(raw, 1) == expected

@@ -366,6 +366,7 @@ async function enroll(name, files) {
     const failed = body.items.filter((i) => i.status === "failed");
     let text = "Added " + body.added + " photo(s) of " + name + (body.skipped ? ", " + body.skipped + " already enrolled" : "");
     if (failed.length) text += "; " + failed.length + " not added: " + failed.map((i) => i.reason).join("; ");
+    if (body.warnings.length) text += " — " + body.warnings.join(" ");
     toast(text);
   } catch (e) { toast("Could not add photos: " + e.message); }
   await loadPeople();
