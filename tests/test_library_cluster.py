@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from facedex.errors import ConfigError
 from facedex.library.cluster import average_linkage, bcubed_f, cluster, knn_graph, pairwise_f, relabel
 from facedex.library.discover import cluster_id, default_cluster_threshold
 
@@ -58,7 +59,7 @@ def test_cut_equals_a_run_at_that_threshold():
     assert np.all(np.diff(dendrogram.heights) <= 1e-6)  # reducible: merges come in decreasing order
     for t in (0.2, 0.35, 0.5, 0.65, 0.8):
         assert np.array_equal(dendrogram.cut(t), cluster(x, t))
-    with pytest.raises(Exception):
+    with pytest.raises(ConfigError):
         dendrogram.cut(0.1)
 
 

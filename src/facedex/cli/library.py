@@ -246,9 +246,15 @@ def cmd_discover(args: argparse.Namespace) -> int:
     if len(result.clusters) > len(shown):
         out(f"… and {len(result.clusters) - len(shown)} more clusters (--show N, --json, --html DIR)")
     claimed = sum(result.claimed.values())
-    out(f"{plural(len(result.clusters), 'cluster')} of {sum(c.size for c in result.clusters)} faces; "
-        f"{result.unclustered} faces seen once; {claimed} claimed by {len(result.claimed)} enrolled {'person' if len(result.claimed) == 1 else 'people'}"
-        f"; {result.named} named")
+    parts = [f"{plural(len(result.clusters), 'cluster')} of {plural(sum(c.size for c in result.clusters), 'face')}",
+             f"{plural(result.unclustered, 'face')} in no cluster"]
+    if claimed:
+        parts.append(f"{claimed} recognised as {plural(len(result.claimed), 'person')} already enrolled")
+    if result.named:
+        parts.append(f"{result.named} named")
+    if result.low_quality:
+        parts.append(f"{result.low_quality} below --min-quality")
+    out("; ".join(parts))
     err(f"clustering threshold {result.threshold:.3f} ({result.threshold_source})")
     if pages:
         out(f"contact sheet: {printable(str(pages[0]))}" + (f" (+{len(pages) - 1} pages)" if len(pages) > 1 else ""))

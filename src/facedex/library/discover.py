@@ -91,8 +91,8 @@ def cannot_link(source_ids: np.ndarray, t_start: np.ndarray, t_end: np.ndarray) 
             else:
                 tracks.append((float(t_start[i]), float(t_end[i]), i))
         tracks.sort()
-        for a, (s0, e0, i) in enumerate(tracks):
-            for s1, e1, j in tracks[a + 1:]:
+        for a, (_, e0, i) in enumerate(tracks):
+            for s1, _, j in tracks[a + 1:]:
                 if s1 >= e0 - 1e-6:
                     break  # sorted by start: no later track overlaps this one
                 tokens[i].add(("tracks", i, j))
@@ -119,7 +119,7 @@ def discover(gallery: "Gallery", *, threshold: float | None = None, identify_thr
         t_value, t_source = default_cluster_threshold(gallery.embedder_card)
     else:
         t_value, t_source = check_threshold(threshold, "the clustering threshold"), "override"
-    lib = LibraryStore(gallery.store, create=save)
+    lib = LibraryStore(gallery.store, create=False)  # nothing indexed: nothing to write either
     table = lib.table(unnamed_only=True)
     n = len(table.ids)
     claimed_by: list[str | None] = [None] * n
@@ -167,7 +167,7 @@ def discover(gallery: "Gallery", *, threshold: float | None = None, identify_thr
     sightings = lib.sightings([i for _, ids, _ in built for i in ids])
     clusters = tuple(Cluster(cid, tuple(ClusterFace(sightings[i], s) for i, s in zip(ids, sims)))
                      for cid, ids, sims in built)
-    if save:
+    if save and lib.exists:
         lib.save_clusters([(c.id, [(f.sighting.id, f.similarity_to_centre) for f in c.faces]) for c in clusters])
         gallery.store.set_meta("library_discover", json.dumps({
             "at": time.time(), "threshold": t_value, "min_size": min_size, "min_quality": min_quality,
