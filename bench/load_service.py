@@ -6,7 +6,7 @@
    each; ``--people`` of them, all but the one with the most photos) unless ``--gallery`` names one, and starts
    ``facedex serve`` on it in its own process (default workers: one per CPU,
    queue 32).
-2. ``--clients`` clients (asyncio, one httpx pool with a connection per client) send requests
+2. ``--clients`` clients (asyncio + httpx, one connection each) send requests
    back to back for ``--seconds`` after a warm-up: 70 % POST /v1/identify with
    an LFW photo the gallery has not seen, 20 % GET /v1/people, 10 % GET
    /v1/gallery. A client told 503 waits the Retry-After the server gave and
@@ -85,7 +85,8 @@ class Server:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise SystemExit("facedex serve did not become ready")
+        self.stop(signal.SIGKILL)
+        raise SystemExit(f"facedex serve did not become ready:\n{log.read_text(errors='replace')[-3000:]}")
 
     def stop(self, sig=signal.SIGTERM) -> None:
         if self.proc.poll() is None:
@@ -149,13 +150,21 @@ async def run_load(url: str, clients: int, seconds: float, photos: list[bytes], 
                 wait = float(resp.headers.get("retry-after", "1"))
                 await asyncio.sleep(min(wait, 10) * (0.5 + r.random()))
 
-    # one connection per client (the pool never shares one between two requests at a time)
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as c:
+    # One client (and connection) each, made before the clock starts; one shared pool of 200
+    # connections was the bottleneck itself (httpx's pool bookkeeping), not the server.
+    import ssl
+
+    ctx = ssl.create_default_context()
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    pool = [httpx.AsyncClient(base_url=url, timeout=120, limits=limits, verify=ctx) for _ in range(clients)]
+    try:
         stop_at = time.monotonic() + seconds
         t0 = time.monotonic()
-        await asyncio.gather(*(client(c, i) for i in range(clients)))
+        await asyncio.gather(*(client(c, i) for i, c in enumerate(pool)))
         elapsed = time.monotonic() - t0
+    finally:
+        for c in pool:
+            await c.aclose()
 
     def pct(values: list[float], q: float) -> float | None:
         if not values:

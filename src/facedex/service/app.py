@@ -92,6 +92,7 @@ class Service:
         self.jobs = Jobs(self.outputs, ttl=config.job_ttl, max_jobs=config.max_jobs)
         self.thumbs: Thumbnails | None = None
         self.ready = False
+        self.warm_error: str | None = None
         self.display_name = Path(config.gallery).name
         c = config
         common = dict(max_part_header=c.max_part_header_bytes, idle_timeout=c.body_idle_timeout,
@@ -122,6 +123,13 @@ class Service:
 
     def warm_up(self) -> None:
         """Load the models (in a worker, so the first request is not the slow one)."""
+        try:
+            self._warm_up()
+        except Exception as err:
+            self.warm_error = f"{type(err).__name__}: {err}"
+            log.exception("the models could not be loaded; /healthz answers 503")
+
+    def _warm_up(self) -> None:
         import numpy as np
 
         g = self.galleries.get()
@@ -459,7 +467,10 @@ def create_app(config: ServiceConfig):
 
     @app.get("/healthz", tags=["service"], summary="200 when the models are loaded and the gallery open (no key)")
     async def healthz():
-        body = {"status": "ok" if service.ready else "starting", "ready": service.ready}
+        body = {"status": "ok" if service.ready else "failed" if service.warm_error else "starting",
+                "ready": service.ready}
+        if service.warm_error:
+            body["error"] = service.warm_error
         return JSONResponse(body, 200 if service.ready else 503, headers=None if service.ready else {"Retry-After": "2"})
 
     # -- the gallery and people ------------------------------------------------------------------------------

@@ -336,6 +336,7 @@ def guarded_h11(header_timeout: float):
 
     class GuardedH11Protocol(H11Protocol):
         _head_timer = None
+        _drain_timer = None
 
         def connection_made(self, transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -349,9 +350,11 @@ def guarded_h11(header_timeout: float):
                 self._head_timer = self.loop.call_later(seconds, self._expire)
 
         def _disarm(self) -> None:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
+            for name in ("_head_timer", "_drain_timer"):
+                timer = getattr(self, name)
+                if timer is not None:
+                    timer.cancel()
+                    setattr(self, name, None)
 
         def _expire(self) -> None:
             self._head_timer = None
@@ -359,8 +362,13 @@ def guarded_h11(header_timeout: float):
                 log.info("closing a connection that sent no complete request within %g s", header_timeout)
                 self.transport.close()
 
+        def _drained(self) -> None:
+            self._drain_timer = None
+            if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
+                self.transport.close()  # still sending a body that was refused
+
         def data_received(self, data: bytes) -> None:
-            if self._waiting_for_head():
+            if self._waiting_for_head() and self.conn.their_state is not h11.SEND_BODY:
                 self._arm(header_timeout)
             super().data_received(data)
             if not self._waiting_for_head():
@@ -368,9 +376,10 @@ def guarded_h11(header_timeout: float):
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
-                self._disarm()
-                self._arm(2.0)  # the rest of a refused body: drain briefly, then close
+            if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing() \
+                    and self._drain_timer is None:
+                # the rest of a refused body: read (and drop) it for 2 s at most, then close
+                self._drain_timer = self.loop.call_later(2.0, self._drained)
 
         def connection_lost(self, exc) -> None:
             self._disarm()
