@@ -3,17 +3,14 @@ HTTP service returns. Each document names its schema and version in its
 ``"schema"`` key (``"facedex.identify/1"``); a version changes only when a
 field changes meaning or disappears (new fields may be added within one).
 
-The files in ``docs/schemas/`` are written from here::
-
-    python -m facedex.schemas docs/schemas
-
-and the test suite checks that every command's output validates.
+The files in ``docs/schemas/`` are written from here by ``scripts/gen-docs``,
+and the test suite checks that they are current and that every command's
+output validates.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -296,7 +293,3 @@ def write(folder: str | Path) -> list[Path]:
         out.append(path)
     return out
 
-
-if __name__ == "__main__":  # pragma: no cover
-    for p in write(sys.argv[1] if len(sys.argv) > 1 else "docs/schemas"):
-        print(p)
