@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import random
 import sys
@@ -44,7 +45,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import LFW, REPO, machine, save  # noqa: E402
+from common import LFW, REPO, RESULTS, machine, save  # noqa: E402
 
 from tests.video_fixtures.synth import Actor, ClipSpec, Shot, write_video  # noqa: E402
 
@@ -110,6 +111,42 @@ def make_clips(n: int, enrolled, strangers, seed: int = 1, width=640, height=360
     return clips
 
 
+def make_fragment_clips(n: int, enrolled, strangers, seed: int = 3, width=640, height=360, fps=15.0):
+    """Clips that break tracks: shot A, a cut to shot B, and a cut back to shot A
+    (the same camera, the same people: shot/reverse shot), and in shot A a known
+    person hidden for 1.3-2 s (longer than ``max_gap``: an occlusion). The same
+    person therefore appears in up to four pieces; ideally each is one track."""
+    rng = random.Random(seed)
+    known_names, stranger_names = sorted(enrolled), sorted(strangers)
+    clips = []
+    for c in range(n):
+        k1, k2 = rng.sample(known_names, 2)
+        s1 = rng.choice(stranger_names)
+        a_end = rng.uniform(3.6, 4.2)
+        b_end = a_end + rng.uniform(1.5, 2.2)
+        end = b_end + rng.uniform(2.5, 3.2)
+        hide0 = rng.uniform(1.0, 1.4)
+        hide1 = hide0 + rng.uniform(1.3, 2.0)
+        bg_a, bg_b = rng.randrange(10**6), rng.randrange(10**6)
+        size_k, size_s = rng.uniform(70, 150), rng.uniform(70, 150)
+        k_photos, s_photos = enrolled[k1][5:9], strangers[s1][:4]
+        hold = rng.uniform(0.9, 1.4)
+
+        def at(x, y, size, t0, t1, drift=0.04):
+            return [(t0, x, y, size), (t1, x + rng.uniform(-drift, drift), y, size * rng.uniform(0.9, 1.1))]
+
+        shot_a = [Actor(k1, k_photos, at(0.3, 0.5, size_k, 0.0, hide0), hold=hold),
+                  Actor(k1, k_photos, at(0.32, 0.5, size_k, hide1, a_end), hold=hold),
+                  Actor(s1, s_photos, at(0.72, 0.5, size_s, 0.0, a_end), known=False, hold=hold)]
+        shot_b = [Actor(k2, enrolled[k2][5:9], at(0.5, 0.5, rng.uniform(100, 180), a_end, b_end), hold=hold)]
+        shot_c = [Actor(k1, k_photos, at(0.3, 0.5, size_k, b_end, end), hold=hold),
+                  Actor(s1, s_photos, at(0.72, 0.5, size_s, b_end, end), known=False, hold=hold)]
+        clips.append(ClipSpec(f"frag{c:03d}", [Shot(0.0, a_end, bg_a, shot_a), Shot(a_end, b_end, bg_b, shot_b),
+                                               Shot(b_end, end, bg_a, shot_c)], width, height, fps,
+                              noise=rng.choice([0.0, 0.0, 6.0]), jpeg=rng.choice([None, None, 40])))
+    return clips
+
+
 def make_long_strangers(n: int, strangers, seconds: float, seed: int = 2, width=640, height=360, fps=15.0):
     """One stranger per clip, on screen the whole time, through up to 4 of their photos."""
     rng = random.Random(seed)
@@ -160,6 +197,7 @@ def run_facedex(gallery, path, truth, fps):
     result = stream.result()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     evidence = defaultdict(list)
+    covered = []  # per track: (the appearance most of its frames show, or None for a non-face; seconds; frames)
     for tr in result.tracks:
         frames = Counter()
         for p in tr.points:
@@ -171,9 +209,11 @@ def run_facedex(gallery, path, truth, fps):
         name, sim = _top(tr.candidates)
         for key, n in frames.items():
             evidence[key].append((name, sim, n))
+        main = frames.most_common(1)[0][0] if frames else None
+        covered.append((main, tr.seconds, tr.frames))
     return evidence, {"wall": wall, "cpu": cpu, "faces": stream.stats.faces, "embedded": stream.stats.embedded,
                       "frames_sampled": result.frames_sampled, "frames_decoded": result.frames_decoded,
-                      "duration": result.duration, "tracks": len(result.tracks)}
+                      "duration": result.duration, "tracks": len(result.tracks), "covered": covered}
 
 
 def run_per_frame(gallery, path, truth, fps, sample_fps=5.0):
@@ -245,10 +285,54 @@ def score(evidence_by_clip, truth_by_clip, answer, thr):
             "stranger_false_accept_rate": false_accepts / max(1, strangers), "not_found": missed}
 
 
+def track_stats(covered_by_clip, truth_by_clip):
+    """How facedex cut people into tracks: tracks per person per clip (1 is ideal; a person seen in two
+    shots of one clip counts once), per appearance (one person in one shot), tracks on no face, and the
+    mean length of a track."""
+    per_person, per_app, lengths, spurious, total = [], [], [], 0, 0
+    for covered in covered_by_clip.values():
+        people, apps = Counter(), Counter()
+        for main, seconds, _ in covered:
+            total += 1
+            if main is None:
+                spurious += 1
+                continue
+            people[main[1]] += 1
+            apps[main] += 1
+            lengths.append(seconds)
+        per_person += list(people.values())
+        per_app += list(apps.values())
+    return {"tracks": total, "tracks_per_person": float(np.mean(per_person)) if per_person else 0.0,
+            "tracks_per_appearance": float(np.mean(per_app)) if per_app else 0.0,
+            "people_in_one_track": float(np.mean([n == 1 for n in per_person])) if per_person else 0.0,
+            "non_face_tracks": spurious, "mean_track_seconds": float(np.mean(lengths)) if lengths else 0.0}
+
+
+def by_person(evidence_by_clip, truth_by_clip):
+    """Evidence and truth keyed by (clip, person) instead of (shot, person): is a person named in the clip?"""
+    ev, tr = {}, {}
+    for clip, apps in truth_by_clip.items():
+        merged, truth = defaultdict(list), {}
+        for (shot, person), v in apps.items():
+            truth[("all", person)] = v
+            merged[("all", person)] += evidence_by_clip.get(clip, {}).get((shot, person), [])
+        ev[clip], tr[clip] = merged, truth
+    return ev, tr
+
+
 def speed_clip(work: Path, enrolled, strangers, seconds: float) -> tuple[Path, ClipSpec]:
+    spec = speed_spec(enrolled, strangers, seconds)
+    path = work / f"speed720p-{int(seconds)}s.mp4"
+    if not path.exists():
+        write_video(spec, path, "mp4")
+    return path, spec
+
+
+def speed_spec(enrolled, strangers, seconds: float) -> ClipSpec:
+    """720p 30 fps, two shots, two faces on screen: three enrolled people and a stranger."""
     names = sorted(enrolled)
     stranger = sorted(strangers)[0]
-    spec = ClipSpec("speed720p", [
+    return ClipSpec("speed720p", [
         Shot(0.0, seconds / 2, 3, [
             Actor(names[0], enrolled[names[0]][5:9], [(0.0, 0.3, 0.5, 260), (seconds / 2, 0.45, 0.5, 300)]),
             Actor(names[1], enrolled[names[1]][5:9], [(0.0, 0.75, 0.45, 200), (seconds / 2, 0.7, 0.5, 220)])]),
@@ -257,10 +341,6 @@ def speed_clip(work: Path, enrolled, strangers, seconds: float) -> tuple[Path, C
             Actor(stranger, strangers[stranger][:3], [(seconds / 2, 0.8, 0.5, 200), (seconds, 0.75, 0.5, 230)],
                   known=False)]),
     ], width=1280, height=720, fps=30.0)
-    path = work / f"speed720p-{int(seconds)}s.mp4"
-    if not path.exists():
-        write_video(spec, path, "mp4")
-    return path, spec
 
 
 def decode_fps(path: Path) -> float:
@@ -272,6 +352,77 @@ def decode_fps(path: Path) -> float:
             pass
         n = src.frames_decoded
     return n / (time.perf_counter() - t0)
+
+
+def decode_speed(work: Path, spec: ClipSpec, seconds: float) -> dict:
+    """Frames/s decoding (no conversion to RGB) of the same 720p clip in five codecs, with each decoder."""
+    from facedex.errors import MediaError
+    from facedex.media.video import pyav_available
+    from facedex.video import open_video
+    from tests.video_fixtures.synth import write_video_av
+
+    short = ClipSpec(spec.name + "-decode", spec.shots, spec.width, spec.height, spec.fps)
+    made = {"MPEG-4 Part 2 (mp4v)": work / "decode-mpeg4.mp4"}
+    if not made["MPEG-4 Part 2 (mp4v)"].exists():
+        write_video(short, made["MPEG-4 Part 2 (mp4v)"], "mp4")
+    if pyav_available():
+        for label, codec in (("H.264 (x264)", "h264"), ("HEVC (x265)", "hevc"), ("VP9 (libvpx)", "vp9"),
+                             ("AV1 (SVT-AV1)", "av1")):
+            path = work / f"decode-{codec}.{ 'mkv' if codec == 'av1' else 'webm' if codec == 'vp9' else 'mp4'}"
+            if not path.exists():
+                write_video_av(short, path, codec)
+            made[label] = path
+    out = {}
+    for label, path in made.items():
+        row = {}
+        for dec in ("opencv", "pyav"):
+            if dec == "pyav" and not pyav_available():
+                continue
+            try:
+                best = 0.0
+                for _ in range(2):  # the better of two runs: the machine is shared
+                    t0 = time.perf_counter()
+                    with open_video(path, decoder=dec) as src:
+                        for _ in src.frames(lambda t: False):
+                            pass
+                        n = src.frames_decoded
+                    best = max(best, n / (time.perf_counter() - t0))
+                row[dec] = best
+            except MediaError as e:
+                row[dec] = None
+                row[dec + "_error"] = str(e).split(": ", 1)[-1][:80]
+        out[label] = row
+        print(f"decode {label}: " + ", ".join(f"{k} {v:.0f} fps" if isinstance(v, float) else f"{k} {v}"
+                                           for k, v in row.items() if not k.endswith("_error")), flush=True)
+    return {"clip": f"{short.width}x{short.height} {short.fps:g} fps, {seconds:.0f} s", "fps": out}
+
+
+def watch_latency(gallery, spec: ClipSpec, seconds: float) -> dict:
+    """`facedex watch` on a loopback MJPEG camera serving the clip at its frame rate: latency from a frame's
+    arrival (decoded) to the end of its analysis, frames analysed and dropped."""
+    import threading
+
+    from facedex.video import VideoOptions
+    from facedex.video.live import open_live, watch
+    from tests.video_fixtures.stream import MjpegCamera
+    from tests.video_fixtures.synth import render
+
+    frames = [rgb for t, rgb, _ in render(spec) if t < seconds]
+    opts = VideoOptions()
+    events = []
+    with MjpegCamera(frames, fps=spec.fps) as cam:
+        stop = threading.Event()
+        timer = threading.Timer(seconds, stop.set)
+        timer.start()
+        summary = watch(gallery.pipeline, gallery, open_live(cam.url, opts), opts,
+                        threshold=gallery.resolve_threshold().value, emit=events.append, stop=stop)
+        timer.cancel()
+    named = [e for e in events if e.event == "named"]
+    summary["first_named_after"] = round(named[0].t, 3) if named else None
+    summary["stream"] = f"MJPEG over loopback HTTP, {spec.width}x{spec.height} at {spec.fps:g} fps"
+    print(f"watch: {summary['frames_analysed']} analysed of {summary['frames_read']} read, "
+          f"{summary['frames_dropped']} dropped, latency {summary['latency']}", flush=True)
+    return summary
 
 
 # -- report ------------------------------------------------------------------------------------------
@@ -300,7 +451,7 @@ def section(d: dict) -> str:
                      f"{r['cpu'] / r['duration']:.2f} |")
     lines += [
         "",
-        f"Decoding alone: {sp['decode_fps']:.0f} frames/s. A real-time factor above 1 means faster than the video "
+        f"Decoding alone ({sp.get('decoder', 'opencv')}): {sp['decode_fps']:.0f} frames/s. A real-time factor above 1 means faster than the video "
         "plays. facedex embeds a face that its track follows unambiguously by position only every "
         f"{d['options']['embed_interval']} s (`embed_interval`): {sp['runs']['facedex']['embedded']} of "
         f"{sp['runs']['facedex']['faces']} faces were embedded.\n",
@@ -341,6 +492,27 @@ def section(d: dict) -> str:
         mark = " (calibrated)" if abs(float(t) - acc["threshold"]) < 5e-4 else (
             " (default)" if abs(float(t) - acc["default_threshold"]) < 5e-4 else "")
         lines.append(f"| {t}{mark} | " + " | ".join(pct(row[k]) for k in labels) + " |")
+    if "tracks" in acc:
+        lines += ["", *tracks_section(acc, d.get("before"))]
+    if d.get("decode"):
+        dec = d["decode"]
+        lines += ["", f"**Decoding speed per codec** ({dec['clip']}, frames/s, no RGB conversion; the better of two "
+                      "runs; PyAV with `thread_type=\"AUTO\"`):\n",
+                  "| codec | OpenCV (`opencv-python-headless`) | PyAV (`facedex[video]`) |", "|---|---|---|"]
+        for label, row in dec["fps"].items():
+            cells = []
+            for k in ("opencv", "pyav"):
+                v = row.get(k, "n/a")
+                cells.append(f"{v:.0f}" if isinstance(v, float) else ("cannot decode" if v is None else v))
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if d.get("watch"):
+        w = d["watch"]
+        lat = w["latency"]
+        lines += ["", f"**`facedex watch`**, {w['stream']}, {w['seconds']:.0f} s, default options: "
+                      f"{w['frames_analysed']} frames analysed of {w['frames_read']} read ({w['frames_dropped']} "
+                      f"dropped under load), first name after {w['first_named_after']} s; latency from a frame's "
+                      f"arrival to the end of its analysis (events written) p50 {lat['p50'] * 1000:.0f} ms, p95 "
+                      f"{lat['p95'] * 1000:.0f} ms, max {lat['max'] * 1000:.0f} ms.\n"]
     tf, tp = acc["timing"]["facedex"], acc["timing"]["per_frame"]
     lines += [
         "",
@@ -353,6 +525,36 @@ def section(d: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tracks_section(acc: dict, before: dict | None) -> list[str]:
+    """Tracks per person and naming, after (this run) and before (bench/results/video_before.json)."""
+    def row(label, a):
+        t, f = a["tracks"], a["fragments"]
+        cal, dft = a["at"]["calibrated"]["facedex"], a["at"]["default"]["facedex"]
+        fc, fd = f["at"]["calibrated"], f["at"]["default"]
+        return (f"| {label} | {pct(cal['correct_name_rate'])} / {pct(cal['wrong_name_rate'])} / "
+                f"{pct(cal['stranger_false_accept_rate'])} | {pct(dft['correct_name_rate'])} / "
+                f"{pct(dft['wrong_name_rate'])} / {pct(dft['stranger_false_accept_rate'])} | {t['tracks']} | "
+                f"{t['tracks_per_person']:.2f} | {t['mean_track_seconds']:.2f} s | {f['tracks_per_person']:.2f} | "
+                f"{pct(f['people_in_one_track'])} | {f['mean_track_seconds']:.2f} s | {pct(fc['correct_name_rate'])}"
+                f" / {pct(fc['stranger_false_accept_rate'])} | {pct(fd['correct_name_rate'])} / "
+                f"{pct(fd['stranger_false_accept_rate'])} |")
+
+    f = acc["fragments"]
+    out = [f"**Tracks, before and after issue #17** (the same clips, gallery and thresholds). The 80 clips above, "
+           f"and {f['clips']} clips made to break tracks ({f['seconds']:.0f} s): a known person hidden for "
+           "1.3-2 s (longer than `max_gap`) and the scene cut away and back (shot / reverse shot), with a stranger "
+           "beside them; there a person counts as named when the tracks covering most of their frames in the clip "
+           "carry their name.\n",
+           "| tracker | 80 clips: named / wrong / strangers named, calibrated | default threshold | tracks | "
+           "tracks per person | mean track | fragment clips: tracks per person | people in one track | mean track "
+           "| named / strangers named, calibrated | default |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    if before and "tracks" in before.get("accuracy", {}):
+        out.append(row("before: greedy, no second pass, no merging, all tracks kept", before["accuracy"]))
+    out.append(row("after: Hungarian, second pass, fragments merged, flickers and non-faces dropped", acc))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer clips and people, a shorter 720p clip")
@@ -360,6 +562,9 @@ def main() -> None:
     ap.add_argument("--clips", type=int, help="number of accuracy clips (default 80, --quick 20)")
     ap.add_argument("--people", type=int, help="people enrolled (default 158: all with >= 10 photos; --quick 60)")
     ap.add_argument("--verbose", action="store_true", help="list every appearance the methods disagree on")
+    ap.add_argument("--save-as", metavar="NAME",
+                    help="write bench/results/NAME.json and leave the section alone (e.g. video_before, for the "
+                         "before/after table: a later run without --save-as reads it)")
     args = ap.parse_args()
 
     import facedex
@@ -390,9 +595,13 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     runs = {}
     _, runs["facedex"] = run_facedex(gallery, path, [_empty_truth()], 30.0)
+    runs["facedex"].pop("covered")
     _, runs["per-frame identify (same sampling)"] = run_per_frame(gallery, path, [_empty_truth()], 30.0)
     load_after = os.getloadavg()[0]
     dfps = decode_fps(path)
+    from facedex.media.video import video_decoder
+
+    decoder = video_decoder()
     for label, r in runs.items():
         print(f"{label}: {r['duration']:.0f} s video in {r['wall']:.1f} s wall ({r['duration'] / r['wall']:.2f}x "
               f"real time), {r['frames_decoded'] / r['wall']:.0f} frames/s decoded, {r['faces'] / r['wall']:.1f} "
@@ -400,7 +609,7 @@ def main() -> None:
 
     # accuracy
     clips = make_clips(n_clips, enrolled, strangers)
-    truth_by_clip, evidence = {}, {"fx": {}, "pf": {}}
+    truth_by_clip, evidence, covered = {}, {"fx": {}, "pf": {}}, {}
     timing = {"facedex": Counter(), "per_frame": Counter()}
     total_seconds = 0.0
     for i, spec in enumerate(clips):
@@ -408,6 +617,7 @@ def main() -> None:
         truth_by_clip[spec.name] = appearances(spec)
         evidence["fx"][spec.name], t1 = run_facedex(gallery, p, truth, spec.fps)
         evidence["pf"][spec.name], t2 = run_per_frame(gallery, p, truth, spec.fps)
+        covered[spec.name] = t1.pop("covered")
         for k in ("wall", "cpu", "faces"):
             timing["facedex"][k] += t1[k]
             timing["per_frame"][k] += t2[k]
@@ -422,6 +632,17 @@ def main() -> None:
                           f"facedex {got[0]}, majority {got[1]}, any {got[2]}", flush=True)
         if (i + 1) % 10 == 0:
             print(f"  {i + 1}/{len(clips)} clips", flush=True)
+
+    # clips that break tracks: occlusions longer than max_gap, cuts away and back
+    n_frag = 6 if args.quick else 20
+    frag_truth, frag_evidence, frag_covered, frag_seconds = {}, {}, {}, 0.0
+    for spec in make_fragment_clips(n_frag, enrolled, strangers):
+        p, truth = _clip(work, spec)
+        frag_truth[spec.name] = appearances(spec)
+        frag_evidence[spec.name], t = run_facedex(gallery, p, truth, spec.fps)
+        frag_covered[spec.name] = t.pop("covered")
+        frag_seconds += spec.duration
+    print(f"  {n_frag} fragment clips done", flush=True)
 
     # strangers seen for a long time: does a per-frame decision let them through?
     n_long, long_s = (6, 12.0) if args.quick else (20, 24.0)
@@ -448,24 +669,46 @@ def main() -> None:
         acc["long_strangers"]["at"][f"{t:.3f}"] = {
             m: score(long_evidence[src], long_truth, fn, t)["stranger_false_accept_rate"]
             for m, (src, fn) in METHODS.items()}
+    acc["tracks"] = track_stats(covered, truth_by_clip)
+    fe, ft = by_person(frag_evidence, frag_truth)
+    acc["fragments"] = {"clips": n_frag, "seconds": frag_seconds, **track_stats(frag_covered, frag_truth),
+                        "at": {label: score(fe, ft, answer_tracks, t) for label, t in points.items()}}
+    for name, st in (("80 clips", acc["tracks"]), ("fragment clips", acc["fragments"])):
+        print(f"{name}: {st['tracks']} tracks, {st['tracks_per_person']:.2f} per person per clip, "
+              f"{st['tracks_per_appearance']:.2f} per appearance, {pct(st['people_in_one_track'])} of people in one "
+              f"track, {st['non_face_tracks']} on no face, mean {st['mean_track_seconds']:.2f} s", flush=True)
+    for label, t in points.items():
+        r = acc["fragments"]["at"][label]
+        print(f"fragment clips, {label} {t:.3f}: people named {pct(r['correct_name_rate'])}, wrong "
+              f"{pct(r['wrong_name_rate'])}, strangers named {pct(r['stranger_false_accept_rate'])}", flush=True)
     for label, t in points.items():
         for m, r in acc["at"][label].items():
             print(f"{label} {t:.3f} {m}: correct {pct(r['correct_name_rate'])}, wrong {pct(r['wrong_name_rate'])}, "
                   f"stranger FA {pct(r['stranger_false_accept_rate'])} ({r['known_appearances']} known, "
                   f"{r['stranger_appearances']} stranger appearances)", flush=True)
 
+    decode = decode_speed(work, speed_spec(enrolled, strangers, 10.0), 10.0)
+    watch_spec = speed_spec(enrolled, strangers, 20.0)
+    live = watch_latency(gallery, ClipSpec("watch", watch_spec.shots, 1280, 720, 15.0), 20.0)
+
     opts = VideoOptions()
-    data = {"quick": args.quick,
+    data = {"quick": args.quick, "decode": decode, "watch": live,
             "options": {"sample_fps": opts.sample_fps, "max_gap": opts.max_gap, "scene_cut": opts.scene_cut,
                         "embed_interval": opts.embed_interval},
             "speed": {"clip": "720p 30 fps MPEG-4 (mp4v), 2 faces on screen", "duration": seconds,
-                      "sample_fps": opts.sample_fps, "decode_fps": dfps, "runs": runs,
+                      "sample_fps": opts.sample_fps, "decode_fps": dfps, "decoder": decoder, "runs": runs,
                       "load_before": load_before, "load_after": load_after},
             "accuracy": acc}
+    if args.save_as:
+        print(f"written {save(args.save_as, data)}")
+        gallery.close()
+        return
     out = save("video_quick" if args.quick else "video", data)
     SECTION.parent.mkdir(exist_ok=True)
     tmp = SECTION.with_suffix(".md.tmp")
-    tmp.write_text(section({**data, "machine": machine()}))
+    before_file = RESULTS / "video_before.json"
+    before = json.loads(before_file.read_text()) if before_file.exists() and not args.quick else None
+    tmp.write_text(section({**data, "machine": machine(), "before": before}))
     tmp.replace(SECTION)
     print(f"written {out} and {SECTION}")
     gallery.close()

@@ -21,7 +21,8 @@ from .video_fixtures.synth import render, write_video
 
 VIDEO_KEYS = {"input", "error", "kind", "duration", "frames_decoded", "frames_sampled", "broken_frames", "tracks",
               "people"}
-TRACK_KEYS = {"track", "name", "similarity", "first_seen", "last_seen", "frames", "best_frame_time", "candidates"}
+TRACK_KEYS = {"track", "name", "similarity", "first_seen", "last_seen", "frames", "best_frame_time", "candidates",
+              "segments"}
 
 
 @pytest.fixture(scope="session")
@@ -201,3 +202,18 @@ def test_video_writer_codecs_are_available(tmp_path):
     for codec in ("mp4", "mkv", "webm", "avi"):
         truth = write_video(spec, tmp_path / f"x.{codec}", codec)
         assert len(truth) == 2
+
+
+def test_track_options_drop_short_unknown_tracks_and_say_so(base_gallery, clips):
+    """--min-track-frames longer than the stranger's track (12 of 35 analysed
+    frames): the unknown track is not shown (and counted); named tracks are
+    always reported, Tony Blair's 9 frames included."""
+    clip = clips.video(scene_clip(), "mp4")
+    r = facedex("identify", base_gallery, clip, "--json", "--min-track-frames", "13", check_rc=0)
+    res = check_schema("identify", json.loads(r.stdout))["results"][0]
+    assert sorted(t["name"] for t in res["tracks"]) == ["Colin_Powell", "Hugo_Chavez", "Tony_Blair"]
+    assert res["dropped_tracks"] == {"short": 1}
+    r = facedex("identify", base_gallery, clip, "--min-track-frames", "13", "--merge-window", "0", check_rc=0)
+    assert "1 unknown track not shown (1 short; see --min-track-*)" in r.stdout
+    r = facedex("identify", base_gallery, clip, "--merge-similarity", "2", check_rc=2)
+    assert "--merge-similarity" in r.stderr

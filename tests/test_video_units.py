@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from facedex.errors import ConfigError
+from facedex.media.sniff import sniff_head
 from facedex.types import Face
 from facedex.video import VideoOptions, sampler, summarize_people
-from facedex.media.sniff import sniff_head
 from facedex.video.scene import SceneCutDetector
 from facedex.video.tracker import FaceTracker, face_weight
 from facedex.video.types import format_time
@@ -71,6 +71,9 @@ def test_sniff_head(head, kind, fmt):
     ({"appearance_gate": 1.5}, "appearance_gate"), ({"scene_cut": 2}, "scene_cut"),
     ({"min_track_frames": 0}, "min_track_frames"), ({"embed_interval": -0.1}, "embed_interval"),
     ({"min_embeddings": 0}, "min_embeddings"), ({"max_pixels": 0}, "max_pixels"),
+    ({"min_track_score": 1.5}, "min_track_score"), ({"min_track_quality": -0.1}, "min_track_quality"),
+    ({"track_low_score": 1.0}, "track_low_score"), ({"merge_similarity": 2}, "merge_similarity"),
+    ({"merge_window": -1}, "merge_window"), ({"quality_power": -1}, "quality_power"),
 ])
 def test_options_are_validated(kwargs, word):
     with pytest.raises(ConfigError, match=word):
@@ -157,24 +160,135 @@ def test_two_faces_crossing_keep_their_identities():
         assert float(tr.aggregate @ (a if xs[0] < 100 else b)) > 0.9
 
 
-def test_reacquire_after_occlusion_and_a_new_track_after_the_gap():
-    a = unit(3)
+def _occlusion_frames(a):
     frames = [[(face(100, 100), near(a, i))] for i in range(4)]
     frames += [[]] * 3  # hidden for 0.6 s (< max_gap 1 s)
     frames += [[(face(400, 100), near(a, 10 + i))] for i in range(3)]  # back elsewhere: appearance decides
     frames += [[]] * 7  # gone for 1.4 s (> max_gap)
-    frames += [[(face(400, 100), near(a, 20 + i))] for i in range(2)]
-    tracks = run(FaceTracker(), frames)
-    assert [t.frames for t in tracks] == [7, 2]
+    frames += [[(face(400, 100), near(a, 20 + i))] for i in range(3)]
+    return frames
+
+
+def test_reacquire_after_occlusion_and_a_new_track_after_the_gap():
+    """Without merging (merge_window 0): the face that comes back after more
+    than max_gap starts a new track."""
+    tracks = run(FaceTracker(VideoOptions(merge_window=0)), _occlusion_frames(unit(3)))
+    assert [t.frames for t in tracks] == [7, 3] and [t.number for t in tracks] == [1, 2]
     assert tracks[0].ended == "gap" and tracks[1].ended == "end"
     assert tracks[0].first_time == 0.0 and tracks[0].end_time == pytest.approx(2.0)  # last seen 1.8 + 0.2
+
+
+def test_a_fragment_after_a_long_occlusion_continues_its_track():
+    """With merging (the default): the same face back after 1.4 s continues
+    track 1 — one track, two segments on screen, all the evidence."""
+    tracks = run(FaceTracker(), _occlusion_frames(unit(3)))
+    assert len(tracks) == 1
+    (t,) = tracks
+    assert t.frames == 10 and t.number == 1 and t.fragments == 2 and t.embedded >= 6
+    assert t.segments == [[0.0, pytest.approx(2.0)], [pytest.approx(3.4), pytest.approx(4.0)]]
+    assert t.ended == "end"
+
+
+def test_a_different_person_after_an_occlusion_is_not_merged():
+    a, b = unit(11), unit(12)
+    frames = [[(face(100, 100), near(a, i))] for i in range(4)] + [[]] * 7
+    frames += [[(face(100, 100), near(b, i))] for i in range(4)]
+    tracks = run(FaceTracker(), frames)
+    assert [(t.number, t.frames, t.fragments) for t in tracks] == [(1, 4, 1), (2, 4, 1)]
+
+
+def test_merging_across_a_cut_away_and_back():
+    """Shot A (person a), cut to shot B (person b), cut back to A: a's two
+    pieces are one track; b is another."""
+    a, b = unit(13), unit(14)
+    tr = FaceTracker()
+    done = []
+    t = 0.0
+    for shot, (who, x) in enumerate([(a, 100), (b, 300), (a, 110)]):
+        if shot:
+            done += tr.cut(t)
+        for i in range(5):
+            f = [face(x + i, 100)]
+            need = tr.plan(t, f)
+            done += tr.update(t, 0.04, f, [near(who, 10 * shot + i) if n else None for n in need], [0.5])
+            t += 0.2
+    done += tr.finish(t)
+    assert sorted((d.number, d.frames, d.fragments) for d in done) == [(1, 10, 2), (2, 5, 1)]
+    a_track = next(d for d in done if d.number == 1)
+    assert a_track.segments == [[0.0, pytest.approx(1.0)], [pytest.approx(2.0), pytest.approx(3.0)]]
+
+
+def test_optimal_assignment_where_greedy_would_split_a_track():
+    """Face 1 resembles both tracks, face 2 only track A. Best-first pairing
+    gives face 1 to A and leaves B and face 2 unpaired (a new track); the
+    optimal assignment pairs A-2 and B-1."""
+    e = np.eye(128, dtype=np.float32)
+    a = e[0]
+    b = 0.5 * e[0] + np.sqrt(0.75) * e[1]
+    f1 = 0.9 * e[0] + 0.404 * e[1]
+    f1 = (f1 + np.sqrt(max(0.0, 1 - float(f1 @ f1))) * e[2]).astype(np.float32)
+    f2 = 0.85 * e[0] - 0.3 * e[1]
+    f2 = (f2 + np.sqrt(max(0.0, 1 - float(f2 @ f2))) * e[3]).astype(np.float32)
+    assert float(f1 @ a) > float(f2 @ a) > float(f1 @ b) > 0.5 > 0.3 > float(f2 @ b)
+    tr = FaceTracker(VideoOptions(min_track_frames=1, embed_interval=0, reacquire_similarity=0.95))
+    tr.update(0.0, 0.04, [face(100, 100), face(200, 100)], [a, b.astype(np.float32)], [0.5, 0.5])
+    tr.update(0.2, 0.04, [face(150, 100), face(150, 200)], [f1, f2], [0.5, 0.5])
+    assert len(tr.live) == 2 and all(t.frames == 2 for t in tr.live)
+    by_first = {t.points[0].box[0]: t for t in tr.live}
+    assert by_first[100.0].points[1].box[1] == 200.0  # A took face 2
+    assert by_first[200.0].points[1].box[1] == 100.0  # B took face 1
+
+
+def test_low_score_detections_only_continue_tracks():
+    """ByteTrack's second pass: a low-score detection over a track's predicted
+    box continues it (not embedded); one elsewhere starts nothing."""
+    a = unit(15)
+    tr = FaceTracker(VideoOptions(min_track_frames=1))
+    for i in range(3):
+        f = [face(100 + 5 * i, 100)]
+        need = tr.plan(i * 0.2, f)
+        tr.update(i * 0.2, 0.04, f, [near(a, i) if n else None for n in need], [0.5])
+    low = [face(116, 100, score=0.4), face(400, 300, score=0.45)]
+    tr.update(0.6, 0.04, [], [], [], low=low, low_weights=[0.2, 0.2])
+    (t,) = tr.live
+    assert t.frames == 4 and t.low_frames == 1 and t.embedded == 3 and tr.low_used == 1
+    assert t.points[-1].box[0] == 116.0 and t.score_n == 3  # the low score does not count as a face's
+
+
+def test_numbers_are_given_at_confirmation_and_flickers_are_dropped():
+    from facedex.video.tracker import drop_reason
+
+    a, b, c = unit(16), unit(17), unit(18)
+    frames = [[(face(100, 100), near(a, i))] + ([(face(400, 100), near(b, i))] if i == 1 else [])
+              for i in range(5)]  # b flickers for one frame
+    frames += [[(face(250, 300), near(c, i))] for i in range(4)]
+    tracks = run(FaceTracker(), frames)
+    assert sorted((t.number, t.frames) for t in tracks if t.confirmed) == [(1, 5), (2, 4)]
+    flicker = next(t for t in tracks if not t.confirmed)
+    assert flicker.frames == 1 and drop_reason(flicker, VideoOptions()) == "short"
+
+
+@pytest.mark.parametrize("frames, scores, weight, expected", [
+    (5, [0.9] * 5, 0.5, None),
+    (2, [0.9] * 2, 0.5, "short"),
+    (5, [0.62] * 5, 0.5, "non_face"),
+    (5, [0.9] * 5, 0.01, "poor"),
+    (1, [0.9], 0.5, None),  # a one-frame video (frames_sampled=1)
+])
+def test_drop_reasons(frames, scores, weight, expected):
+    from facedex.video.tracker import LiveTrack, drop_reason
+
+    t = LiveTrack(id=1, first_time=0.0, last_time=1.0, last_box=np.zeros(4), last_duration=0.2, frames=frames)
+    t.score_sum, t.score_n, t.best_weight = sum(scores), len(scores), weight
+    sampled = 1 if frames == 1 else 100
+    assert drop_reason(t, VideoOptions(), sampled) == expected
 
 
 def test_a_different_person_in_the_same_place_is_a_new_track():
     a, b = unit(4), unit(5)
     frames = [[(face(100, 100), near(a, i))] for i in range(5)] + [[(face(102, 100), near(b, i))] for i in range(5)]
     tracks = run(FaceTracker(VideoOptions(embed_interval=0)), frames)
-    assert [t.frames for t in tracks] == [5, 5]
+    assert [t.frames for t in tracks] == [5, 5] and [t.number for t in tracks] == [1, 2]
 
 
 def test_plan_skips_embeddings_only_for_unambiguous_continuations():
@@ -203,11 +317,15 @@ def test_plan_skips_embeddings_only_for_unambiguous_continuations():
 
 def test_cut_ends_every_track():
     a, b = unit(7), unit(8)
-    tr = FaceTracker()
+    tr = FaceTracker(VideoOptions(merge_window=0, min_track_frames=1))
     tr.update(0.0, 0.04, [face(0, 0), face(200, 0)], [a, b], [0.5, 0.5])
     done = tr.cut(0.2)
     assert len(done) == 2 and all(t.ended == "cut" and t.end_time == pytest.approx(0.2) for t in done)
     assert tr.live == []
+    held = FaceTracker(VideoOptions(min_track_frames=1))  # with merging: held for a continuation, final later
+    held.update(0.0, 0.04, [face(0, 0)], [a], [0.5])
+    assert held.cut(0.2) == [] and len(held.held) == 1
+    assert held.update(10.1, 0.04, [], [], []) == [] and [t.ended for t in held.update(10.3, 0.04, [], [], [])] == ["cut"]
 
 
 def test_quality_weighted_aggregate_follows_the_good_faces():
@@ -216,7 +334,8 @@ def test_quality_weighted_aggregate_follows_the_good_faces():
     for i in range(6):  # good faces look like A, poor ones like B
         good = i % 2 == 0
         tr.plan(i * 0.2, [face(100, 100)])
-        tr.update(i * 0.2, 0.04, [face(100, 100)], [a if good else b], [0.9 if good else 0.05])
+        w = 0.9 if good else 0.05
+        tr.update(i * 0.2, 0.04, [face(100, 100)], [a if good else b], [w], cheap=[w])
     (track,) = tr.finish(1.2)
     assert float(track.aggregate @ a) > 0.95 > 0.3 > float(track.aggregate @ b)
     assert track.best_weight == 0.9 and track.embedded == 6
@@ -238,8 +357,8 @@ def test_scene_cut_detector():
 
 # -- annotation --------------------------------------------------------------------------------
 def test_annotation_boxes_are_interpolated_between_samples():
-    from facedex.types import Candidate
     from facedex.render.video import _Boxes
+    from facedex.types import Candidate
     from facedex.video.types import Track, TrackPoint
 
     pts = (TrackPoint(0.0, (0.0, 0.0, 10.0, 10.0), 1.0), TrackPoint(0.2, (20.0, 0.0, 10.0, 10.0), 1.0))

@@ -24,6 +24,9 @@ Environment variables (all optional):
 ``FACEDEX_LFW``
     An existing LFW ``lfw/`` folder, looked at before ``../shared/data/lfw``
     and the data folder.
+``FACEDEX_VIDEO_DECODER``
+    Which decoder reads videos: ``auto`` (default: PyAV when the ``video``
+    extra is installed, else OpenCV), ``pyav`` or ``opencv``.
 """
 
 from __future__ import annotations
@@ -106,3 +109,14 @@ def decode_timeout() -> float:
 
 def busy_timeout() -> float:
     return _float_env("FACEDEX_BUSY_TIMEOUT", 30.0, 0.0)
+
+
+VIDEO_DECODERS = ("auto", "pyav", "opencv")
+
+
+def video_decoder() -> str:
+    """``$FACEDEX_VIDEO_DECODER``: ``auto`` (default), ``pyav`` or ``opencv``."""
+    value = os.environ.get("FACEDEX_VIDEO_DECODER", "").strip().lower() or "auto"
+    if value not in VIDEO_DECODERS:
+        raise ConfigError(f"FACEDEX_VIDEO_DECODER={value!r}: use one of {', '.join(VIDEO_DECODERS)}")
+    return value

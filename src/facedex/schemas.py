@@ -82,6 +82,35 @@ APPEARANCE = _obj({"sighting": INT, "source": STR, "kind": KIND, "box": BOX, "ti
                    "best_time": NULL_NUM, "similarity": NUM, "named": BOOL})
 
 
+# --- facedex watch (issue #17, docs/video.md) ------------------------------------------------------
+NULL_NUM_NN = {"type": ["number", "null"], "minimum": 0}
+WATCH_EVENT_PROPS = {
+    "event": {"enum": ["source", "started", "named", "ended", "stopped"]}, "source": STR,
+    "time": {"type": "string", "format": "date-time"}, "t": {"type": "number", "minimum": 0},
+    # track events
+    "track": INT, "box": BOX, "name": NULL_STR, "similarity": NULL_NUM, "candidates": _arr(CANDIDATE),
+    "frames": INT, "first_seen": NUM, "last_seen": NUM, "segments": _arr(POINT),
+    "ended": {"enum": ["gap", "cut", "end", "stop"]},
+    "dropped": {"enum": [None, "short", "non_face", "poor"]},
+    # source events
+    "status": {"enum": ["connected", "lost", "reconnecting", "ended"]}, "error": STR, "attempt": INT,
+    "retry_in": NUM, "codec": STR, "width": INT, "height": INT,
+    # the final summary
+    "frames_read": INT, "frames_wanted": INT, "frames_analysed": INT, "frames_dropped": INT, "reconnects": INT,
+    "faces": INT, "embedded": INT, "tracks_merged": INT, "tracks_dropped": {"type": "object",
+                                                                           "additionalProperties": INT},
+    "latency": _obj({"p50": NULL_NUM_NN, "p95": NULL_NUM_NN, "max": NULL_NUM_NN}), "seconds": NUM,
+}
+_WATCH_REQUIRED = {
+    "started": ["track", "box", "name", "similarity", "candidates", "frames"],
+    "named": ["track", "box", "name", "similarity", "candidates"],
+    "ended": ["track", "box", "name", "similarity", "first_seen", "last_seen", "frames", "segments", "ended",
+              "dropped"],
+    "source": ["status"],
+    "stopped": ["frames_read", "frames_analysed", "frames_dropped", "reconnects", "latency", "seconds"],
+}
+
+
 def _doc(name: str, title: str, props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
     body = _obj({"schema": {"const": f"facedex.{name}/1"}, **props}, required)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": f"facedex.{name}/1",
@@ -276,6 +305,15 @@ SCHEMAS.update({
         "dataset": {"enum": ["lfw"]}, "path": STR, "found_by": NULL_STR,
         "fetched_by_facedex": {"type": ["object", "null"]}, "check": {"oneOf": [{"type": "null"}, LFW_CHECK]}}),
 })
+
+SCHEMAS["watch-event"] = {
+    **_doc("watch-event", "facedex watch: one line of its JSON Lines output (and each --post body)",
+           WATCH_EVENT_PROPS, ["schema", "event", "source", "time", "t"]),
+    "allOf": [{"if": {"properties": {"event": {"const": kind}}}, "then": {"required": req}}
+              for kind, req in _WATCH_REQUIRED.items()]
+             + [{"if": {"properties": {"event": {"const": "named"}}},
+                 "then": {"properties": {"name": {"type": "string"}}}}],
+}
 
 
 def schema(name: str) -> dict[str, Any]:

@@ -89,6 +89,15 @@ class ClipCache:
             write_video(spec, path, codec)
         return path
 
+    def video_av(self, spec: ClipSpec, codec: str = "h264", audio: bool = False) -> Path:
+        """The clip encoded with PyAV (H.264, HEVC, VP9, AV1; see synth.AV_CODECS)."""
+        from .synth import AV_CODECS, write_video_av
+
+        path = self._dir(spec, "av") / f"{spec.name}-{codec}{'-audio' if audio else ''}.{AV_CODECS[codec][0]}"
+        if not path.exists():
+            write_video_av(spec, path, codec, audio=audio)
+        return path
+
     def gif(self, spec: ClipSpec, durations_ms=None, tag: str = "") -> Path:
         path = self._dir(spec, repr(durations_ms)) / f"{spec.name}{tag}.gif"
         if not path.exists():

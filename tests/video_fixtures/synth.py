@@ -264,3 +264,63 @@ def rotate_mp4(src: Path, dst: Path, degrees: int = 90) -> None:
     if not done:
         raise ValueError(f"{src}: no track header found")
     dst.write_bytes(bytes(data))
+
+
+#: (container suffix, PyAV encoder, extra options) for codecs the FFmpeg inside OpenCV cannot write
+#: (and, for AV1, cannot read): made with PyAV, the ``video`` extra.
+AV_CODECS = {
+    "h264": ("mp4", "libx264", {"preset": "veryfast", "crf": "23"}),
+    "hevc": ("mp4", "libx265", {"preset": "ultrafast", "x265-params": "log-level=none"}),
+    "vp9": ("webm", "libvpx-vp9", {"deadline": "realtime", "cpu-used": "8", "crf": "32", "b": "0"}),
+    "av1": ("mkv", "libsvtav1", {"preset": "12"}),
+    "av1-mp4": ("mp4", "libsvtav1", {"preset": "12"}),
+}
+
+
+def write_video_av(spec: ClipSpec, path: Path, codec: str = "h264", audio: bool = False) -> list[Truth]:
+    """Encode the clip with PyAV (H.264, HEVC, VP9, AV1), optionally with a
+    440 Hz tone as an AAC/Opus audio track; returns the ground truth."""
+    import os
+    from fractions import Fraction
+
+    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 writes its banner to stderr otherwise
+    import av
+
+    _, encoder, options = AV_CODECS[codec]
+    tmp = path.with_name(".tmp-" + path.name)
+    truth = []
+    rate = Fraction(spec.fps).limit_denominator(1001)
+    with av.open(str(tmp), mode="w", format=None if tmp.suffix else "mp4") as out:
+        vs = out.add_stream(encoder, rate=rate, options=dict(options))
+        vs.width, vs.height, vs.pix_fmt = spec.width, spec.height, "yuv420p"
+        if codec == "hevc":
+            vs.codec_tag = "hvc1"
+        aus = None
+        if audio:
+            aus = out.add_stream("libopus" if path.suffix == ".webm" else "aac", rate=48000)
+            aus.layout = "mono"
+        for n, (_, rgb, tr) in enumerate(render(spec)):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = n
+            frame.time_base = 1 / rate
+            for packet in vs.encode(frame):
+                out.mux(packet)
+            truth.append(tr)
+        for packet in vs.encode():
+            out.mux(packet)
+        if aus is not None:
+            samples = int(48000 * spec.duration)
+            tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / 48000)).astype(np.float32)
+            step = 960
+            for i in range(0, samples, step):
+                chunk = tone[i:i + step]
+                af = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
+                af.sample_rate = 48000
+                af.pts = i
+                af.time_base = Fraction(1, 48000)
+                for packet in aus.encode(af):
+                    out.mux(packet)
+            for packet in aus.encode():
+                out.mux(packet)
+    tmp.replace(path)
+    return truth

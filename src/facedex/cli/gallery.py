@@ -81,8 +81,7 @@ def register(sub) -> None:
                    help="a face unseen for more than S seconds starts a new track")
     v.add_argument("--scene-cut", type=bounded(float, 0, 1), default=0.5, metavar="D",
                    help="colour-histogram distance 0..1 that counts as a scene cut, ending every track (0 = never)")
-    v.add_argument("--min-track-frames", type=bounded(int, 1), default=1, metavar="N",
-                   help="drop tracks seen in fewer than N analysed frames")
+    add_track_options(v)
     add_detector_options(p)
     p.set_defaults(func=cmd_identify)
 
@@ -134,6 +133,32 @@ def register(sub) -> None:
     p.add_argument("--show", action="store_true", help="only show the threshold in force")
     add_json(p, "the threshold")
     p.set_defaults(func=cmd_calibrate)
+
+
+def add_track_options(v) -> None:
+    """The tracking thresholds (docs/video.md), shared by identify and watch."""
+    from ..video.types import VideoOptions
+
+    d = VideoOptions()
+    v.add_argument("--min-track-frames", type=bounded(int, 1), default=d.min_track_frames, metavar="N",
+                   help="report an unknown track once it is seen in N analysed frames; shorter ones are dropped and "
+                        "counted (a named track is always reported)")
+    v.add_argument("--min-track-score", type=bounded(float, 0, 1), default=d.min_track_score, metavar="S",
+                   help="drop unknown tracks whose mean detection score is below S as non-faces (logos, patterns)")
+    v.add_argument("--min-track-quality", type=bounded(float, 0, 1), default=d.min_track_quality, metavar="Q",
+                   help="drop unknown tracks whose best face quality (0..1) is below Q: dark, tiny or blurred throughout")
+    v.add_argument("--track-low-score", type=bounded(float, 0, 1), default=d.track_low_score, metavar="S",
+                   help="detections scoring from S up to --min-score only continue tracks (0 = off)")
+    v.add_argument("--merge-similarity", type=similarity, default=d.merge_similarity, metavar="T",
+                   help="a new track continues one that ended within --merge-window at this similarity")
+    v.add_argument("--merge-window", type=bounded(float, 0), default=d.merge_window, metavar="S",
+                   help="seconds an ended track waits for its continuation (occlusion, cut away and back); 0 = never")
+
+
+def track_options(args: argparse.Namespace) -> dict:
+    return {"min_track_frames": args.min_track_frames, "min_track_score": args.min_track_score,
+            "min_track_quality": args.min_track_quality, "track_low_score": args.track_low_score,
+            "merge_similarity": args.merge_similarity, "merge_window": args.merge_window}
 
 
 def describe_threshold(t: Threshold, gallery: str) -> str:
@@ -222,7 +247,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
     from .show import print_result, print_video_result
 
     options = VideoOptions(sample_fps=args.sample_fps or None, max_gap=args.max_gap, scene_cut=args.scene_cut,
-                           min_track_frames=args.min_track_frames)
+                           **track_options(args))
     g = Gallery.open(args.gallery, detector_config=detector_config(args), runtime=args.runtime)
     results: list = []
     interrupted = False

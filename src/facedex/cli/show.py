@@ -77,7 +77,7 @@ def print_video_result(res) -> None:
     if not res.tracks:
         out("  no faces")
     rows = [(p.name, p.ranges, p.seconds) for p in res.people]
-    rows += [(f"unknown #{t.track}", ((t.first_seen, t.last_seen),), t.seconds) for t in res.tracks if not t.known]
+    rows += [(f"unknown #{t.track}", t.ranges, t.seconds) for t in res.tracks if not t.known]
     if rows:
         label_w = max(len(r[0]) for r in rows)
         for label, ranges, seconds in rows:
@@ -96,6 +96,10 @@ def print_video_result(res) -> None:
                 out(f"    #{t.track}  unknown  {when}  (closest: {best.name} {best.similarity:.3f} < {t.threshold:.3f})")
             else:
                 out(f"    #{t.track}  unknown  {when}  (the gallery is empty)")
+    dropped = dict(getattr(res, "dropped_tracks", ()) or ())
+    if dropped:
+        why = ", ".join(f"{n} {reason.replace('_', '-')}" for reason, n in sorted(dropped.items()))
+        out(f"  {plural(sum(dropped.values()), 'unknown track')} not shown ({why}; see --min-track-*)")
     if res.broken_frames:
         out(f"  {plural(res.broken_frames, 'broken frame')} skipped")
     for w in res.warnings:

@@ -16,6 +16,7 @@ This module knows a matcher protocol and a face pipeline, not the gallery.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, Sequence
@@ -26,7 +27,7 @@ from ..errors import CorruptVideoError, MediaError
 from ..media.video import FrameSource, VideoInfo, open_video
 from ..types import Decision, Threshold
 from .scene import SceneCutDetector
-from .tracker import FaceTracker, LiveTrack, face_weight
+from .tracker import FaceTracker, LiveTrack, drop_reason, face_weight
 from .types import PersonPresence, StreamStats, Track, VideoOptions, VideoResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -78,7 +79,11 @@ def summarize_people(tracks: Iterable[Track | tuple[int, str | None, float, floa
     period: nobody looked at the frames in between) or a millisecond."""
     spans: dict[str, list[tuple[float, float, int]]] = {}
     for t in tracks:
-        tid, name, a, b = (t.track, t.name, t.first_seen, t.last_seen) if isinstance(t, Track) else t
+        if isinstance(t, Track):
+            if t.name is not None:
+                spans.setdefault(t.name, []).extend((a, b, t.track) for a, b in t.ranges)
+            continue
+        tid, name, a, b = t
         if name is not None:
             spans.setdefault(name, []).append((a, b, tid))
     people = []
@@ -92,7 +97,7 @@ def summarize_people(tracks: Iterable[Track | tuple[int, str | None, float, floa
                 ranges.append([a, b])
         seconds = sum(b - a for a, b in ranges)
         people.append(PersonPresence(name, tuple((a, b) for a, b in ranges), seconds,
-                                     tuple(sorted(tid for _, _, tid in items))))
+                                     tuple(sorted({tid for _, _, tid in items}))))
     people.sort(key=lambda p: (p.ranges[0][0], p.name))
     return tuple(people)
 
@@ -118,7 +123,8 @@ class TrackStream(Iterator[Track]):
         self.stats = StreamStats()
         self._source = source
         self._progress = progress
-        self._summary: list[tuple[int, str | None, float, float]] = []
+        self._summary: list[Track] = []
+        self._tracker: FaceTracker | None = None
         self._started = False
         self._gen = self._run()
 
@@ -155,39 +161,17 @@ class TrackStream(Iterator[Track]):
             info=self.info,
             duration=s.end_time, frames_decoded=s.frames_decoded, frames_sampled=s.frames_sampled,
             broken_frames=s.broken_frames, sample_fps=self.options.sample_fps, threshold=self.threshold_info,
-            warnings=tuple(s.warnings))
+            warnings=tuple(s.warnings), dropped_tracks=tuple(sorted(s.dropped.items())))
 
     # -- the work -------------------------------------------------------------------------------
     def _run(self) -> Iterator[Track]:
-        detector, embedder = self.pipeline.detector, self.pipeline.embedder
-        tracker = FaceTracker(self.options)
-        scenes = SceneCutDetector(self.options.scene_cut)
         src, s = self._source, self.stats
+        analyser = FrameAnalyser(self.pipeline, self.options, s)
+        self._tracker = analyser.tracker
         try:
             for frame in src.frames(sampler(self.options.sample_fps)):
-                s.frames_sampled += 1
                 s.frames_decoded, s.broken_frames, s.end_time = src.frames_decoded, src.broken_frames, src.end_time
-                rgb = frame.rgb
-                done: list[LiveTrack] = []
-                if scenes.update(rgb):
-                    log.debug("%s: scene cut at %.3f s (distance %.2f)", self.info.input, frame.time,
-                              scenes.last_distance)
-                    done += tracker.cut(frame.time)
-                faces = detector.detect(rgb)
-                h, w = rgb.shape[:2]
-                cheap = [face_weight(f, None, w, h) for f in faces]
-                need = tracker.plan(frame.time, faces, cheap)
-                todo = [j for j, n in enumerate(need) if n]
-                crops = {j: embedder.align(rgb, faces[j]) for j in todo}
-                vectors = embedder.embed_crops([crops[j] for j in todo])
-                embeddings: list[np.ndarray | None] = [None] * len(faces)
-                weights = list(cheap)
-                for k, j in enumerate(todo):
-                    embeddings[j] = vectors[k]
-                    weights[j] = face_weight(faces[j], crops[j], w, h)
-                s.faces += len(faces)
-                s.embedded += len(todo)
-                done += tracker.update(frame.time, frame.duration, faces, embeddings, weights, rgb, cheap)
+                done = analyser.analyse(frame.time, frame.duration, frame.rgb, name=self.info.input)
                 if self._progress is not None:
                     self._progress(s.frames_decoded, self.info.frame_count)
                 if done:
@@ -196,24 +180,129 @@ class TrackStream(Iterator[Track]):
             s.warnings.extend(src.warnings)
             if s.frames_decoded == 0:
                 raise CorruptVideoError(self.info.input, "no frame could be decoded")
-            yield from self._decide(tracker.finish(src.end_time))
+            yield from self._decide(analyser.finish(src.end_time))
         finally:
             src.close()
 
     def _decide(self, finished: list[LiveTrack]) -> Iterator[Track]:
-        keep = sorted((t for t in finished if t.frames >= self.options.min_track_frames), key=lambda t: t.id)
-        if not keep:
-            return
-        decisions = self.matcher.decide(np.stack([t.aggregate for t in keep]), threshold=self.threshold)
-        for lt, d in zip(keep, decisions):
-            track = Track(
-                track=lt.id, name=d.name, similarity=float(d.similarity), candidates=tuple(d.candidates),
-                threshold=self.threshold, first_seen=lt.first_time, last_seen=float(lt.end_time),
-                frames=lt.frames, best_frame_time=lt.best_time, best_face=lt.best_face,
-                best_quality=lt.best_weight, embedding=lt.aggregate, points=tuple(lt.points),
-                thumbnail=lt.thumbnail, ended=lt.ended)
-            self._summary.append((track.track, track.name, track.first_seen, track.last_seen))
+        for lt, d in reportable(finished, self.matcher, self.threshold, self.options, self.stats, self._tracker,
+                                self.info.input):
+            track = to_track(lt, d, self.threshold)
+            self._summary.append(track)
             yield track
+
+
+def reportable(finished: Sequence[LiveTrack], matcher: Matcher, threshold: float, options: VideoOptions,
+               stats: StreamStats, tracker: FaceTracker | None = None,
+               name: str = "") -> list[tuple[LiveTrack, Decision]]:
+    """The final tracks to report with their decisions, by number.
+
+    Every final track is decided; a **named** track is always reported (its
+    evidence reached the photo threshold, however short it was). An unknown
+    track is reported only when :func:`~facedex.video.tracker.drop_reason`
+    finds nothing against it — for a confirmed track, on all its evidence
+    (non-face, poor) rather than its length; the others are counted in
+    ``stats.dropped`` by reason."""
+    if not finished:
+        return []
+    decisions = matcher.decide(np.stack([t.aggregate for t in finished]), threshold=threshold)
+    keep = []
+    for t, d in zip(finished, decisions):
+        reason = drop_reason(t, options, t.frames) if t.confirmed else (drop_reason(t, options) or "short")
+        if reason is None or d.name is not None:
+            if not t.confirmed:
+                if tracker is None:
+                    raise ValueError("a tentative track needs the tracker to be numbered")
+                tracker.number(t)
+            keep.append((t, d))
+        else:
+            stats.dropped[reason] = stats.dropped.get(reason, 0) + 1
+            log.debug("%s: unknown track of %d frame(s) at %.2f s dropped (%s)", name, t.frames, t.first_time,
+                      reason)
+    keep.sort(key=lambda td: td[0].number)
+    return keep
+
+
+class FrameAnalyser:
+    """One sampled frame at a time: scene cut → detect (with the second pass's
+    low-score detections) → embed what the tracker needs → track. Returns the
+    tracks that became final. Shared by files (:class:`TrackStream`) and live
+    sources (:mod:`facedex.video.live`); ``tracker`` is readable between frames."""
+
+    def __init__(self, pipeline: "FacePipeline", options: VideoOptions, stats: StreamStats | None = None):
+        self.detector, self.embedder = pipeline.detector, pipeline.embedder
+        self.low_detector, self.min_score = _low_detector(self.detector, options.track_low_score)
+        self.options = options
+        self.tracker = FaceTracker(options)
+        self.scenes = SceneCutDetector(options.scene_cut)
+        self.stats = stats if stats is not None else StreamStats()
+
+    def analyse(self, time: float, duration: float, rgb: np.ndarray, name: str = "") -> list[LiveTrack]:
+        s, tracker = self.stats, self.tracker
+        s.frames_sampled += 1
+        done: list[LiveTrack] = []
+        if self.scenes.update(rgb):
+            log.debug("%s: scene cut at %.3f s (distance %.2f)", name, time, self.scenes.last_distance)
+            done += tracker.cut(time)
+        if self.low_detector is None:
+            faces, low = self.detector.detect(rgb), []
+        else:
+            found = self.low_detector.detect(rgb)
+            faces = [f for f in found if f.score >= self.min_score]
+            low = [f for f in found if f.score < self.min_score]
+        h, w = rgb.shape[:2]
+        cheap = [face_weight(f, None, w, h) for f in faces]
+        need = tracker.plan(time, faces, cheap)
+        todo = [j for j, n in enumerate(need) if n]
+        crops = {j: self.embedder.align(rgb, faces[j]) for j in todo}
+        vectors = self.embedder.embed_crops([crops[j] for j in todo]) if todo else []
+        embeddings: list[np.ndarray | None] = [None] * len(faces)
+        weights = list(cheap)
+        for k, j in enumerate(todo):
+            embeddings[j] = vectors[k]
+            weights[j] = face_weight(faces[j], crops[j], w, h)
+        s.faces += len(faces)
+        s.embedded += len(todo)
+        done += tracker.update(time, duration, faces, embeddings, weights, rgb, cheap,
+                               low=low, low_weights=[face_weight(f, None, w, h) for f in low])
+        s.merged, s.low_detections = tracker.merged, tracker.low_used
+        return done
+
+    def finish(self, end_time: float) -> list[LiveTrack]:
+        final = self.tracker.finish(end_time, self.stats.frames_sampled)
+        self.stats.merged, self.stats.low_detections = self.tracker.merged, self.tracker.low_used
+        return final
+
+
+def to_track(lt: LiveTrack, d: Decision, threshold: float) -> Track:
+    """The public :class:`Track` of a final (confirmed) tracker track and its decision."""
+    return Track(
+        track=int(lt.number if lt.number is not None else lt.id), name=d.name, similarity=float(d.similarity),
+        candidates=tuple(d.candidates), threshold=threshold, first_seen=lt.first_time,
+        last_seen=float(lt.end_time if lt.end_time is not None else lt.last_time), frames=lt.frames,
+        best_frame_time=lt.best_time, best_face=lt.best_face, best_quality=lt.best_weight, embedding=lt.aggregate,
+        points=tuple(lt.points), thumbnail=lt.thumbnail, ended=lt.ended,
+        segments=tuple((float(a), float(b)) for a, b in lt.segments), fragments=lt.fragments)
+
+
+def _low_detector(detector, low: float):
+    """A detector for the second pass — the same model and settings with the
+    score threshold lowered to ``low`` (the model is shared, not loaded
+    again) — and the threshold that separates confident detections; ``None``
+    when the pass is off or the detector is not one that can be lowered.
+    Detections above the detector's own threshold are the same either way
+    (non-maximum suppression keeps the higher-scoring box)."""
+    config = getattr(detector, "config", None)
+    min_score = getattr(config, "min_score", None)
+    if low <= 0 or min_score is None or low >= min_score:
+        return None, min_score
+    from ..faces.detect import YuNetDetector
+
+    if not isinstance(detector, YuNetDetector):
+        return None, min_score
+    clone = YuNetDetector(detector.card.name, dataclasses.replace(config, min_score=low), runtime=detector.runtime)
+    clone._runner = detector._runner  # the loaded model, when there is one
+    return clone, min_score
 
 
 def identify_video(pipeline: "FacePipeline", matcher: Matcher, source: "str | os.PathLike | bytes | FrameSource",

@@ -56,7 +56,33 @@ class VideoOptions:
         Every face of a track is embedded until the track has this many
         embeddings. Default 3.
     ``min_track_frames``
-        Tracks seen in fewer sampled frames are dropped. Default 1 (keep all).
+        An unknown track is reported once it has been seen in this many
+        sampled frames; shorter ones (flickers) are dropped and counted —
+        unless the whole video has fewer sampled frames. A named track is
+        always reported. Default 3.
+    ``min_track_score``
+        Lowest mean detection score of a track's confident detections: below,
+        an unknown track is dropped as a non-face (a logo, a pattern). Default 0.65.
+    ``min_track_quality``
+        Lowest best-face quality weight (:func:`~facedex.video.tracker.face_weight`)
+        of a track: below, an unknown track is dropped as too poor to decide (dark, tiny or
+        blurred throughout). Default 0.05.
+    ``track_low_score``
+        Detections scoring between this and the detector's threshold only
+        continue existing tracks (ByteTrack's second pass); ``0`` disables
+        the pass. Default 0.3.
+    ``merge_similarity``
+        A new track continues a track that ended within ``merge_window``
+        seconds (occlusion, scene cut) when their aggregate embeddings reach
+        this cosine similarity. Default 0.5.
+    ``merge_window``
+        How long (seconds of video) an ended track waits for a continuation
+        before it is final; ``0`` never merges (tracks end as soon as they are
+        unseen for ``max_gap``). Default 10.
+    ``quality_power``
+        Each embedding counts in the track's aggregate with its quality
+        weight (without sharpness: see ``docs/video.md``) raised to this power
+        (0: a plain mean; larger: the best faces dominate). Default 1.
     ``max_pixels``
         Largest frame (width x height) accepted; ``None`` uses
         ``FACEDEX_MAX_PIXELS`` (the limit for images).
@@ -72,7 +98,13 @@ class VideoOptions:
     scene_cut: float = 0.5
     embed_interval: float = 0.5
     min_embeddings: int = 3
-    min_track_frames: int = 1
+    min_track_frames: int = 3
+    min_track_score: float = 0.65
+    min_track_quality: float = 0.05
+    track_low_score: float = 0.3
+    merge_similarity: float = 0.5
+    merge_window: float = 10.0
+    quality_power: float = 1.0
     max_pixels: int | None = None
     thumbnails: bool = True
 
@@ -96,6 +128,18 @@ class VideoOptions:
             raise ConfigError(f"min_embeddings must be at least 1, got {self.min_embeddings}")
         if self.min_track_frames < 1:
             raise ConfigError(f"min_track_frames must be at least 1, got {self.min_track_frames}")
+        for name in ("min_track_score", "min_track_quality"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {v}")
+        if not 0.0 <= self.track_low_score < 1.0:
+            raise ConfigError(f"track_low_score is a detection score in [0, 1) (0 disables), got {self.track_low_score}")
+        if not -1.0 <= self.merge_similarity <= 1.0:
+            raise ConfigError(f"merge_similarity is a cosine similarity in [-1, 1], got {self.merge_similarity}")
+        if not (math.isfinite(self.merge_window) and self.merge_window >= 0):
+            raise ConfigError(f"merge_window must be >= 0 seconds, got {self.merge_window}")
+        if not (math.isfinite(self.quality_power) and 0 <= self.quality_power <= 10):
+            raise ConfigError(f"quality_power must be in [0, 10], got {self.quality_power}")
         if self.max_pixels is not None and self.max_pixels < 1:
             raise ConfigError(f"max_pixels must be positive, got {self.max_pixels}")
 
@@ -128,7 +172,10 @@ class Track:
     of highest quality, found at ``best_frame_time``; ``thumbnail`` a small RGB
     crop around it. ``points`` has the box in every sampled frame. ``ended``
     says why the track ended: ``"gap"`` (unseen for ``max_gap``), ``"cut"``
-    (scene cut) or ``"end"`` (end of the video).
+    (scene cut) or ``"end"`` (end of the video). ``segments`` are the time
+    ranges the face was on screen: one, or several when the track was joined
+    across an occlusion or a cut away and back (``fragments`` of them);
+    ``seconds`` is their total.
     """
 
     track: int
@@ -146,14 +193,21 @@ class Track:
     points: tuple[TrackPoint, ...]
     thumbnail: np.ndarray | None = None
     ended: str = "end"
+    segments: tuple[tuple[float, float], ...] = ()
+    fragments: int = 1
 
     @property
     def known(self) -> bool:
         return self.name is not None
 
     @property
+    def ranges(self) -> tuple[tuple[float, float], ...]:
+        """When the face was on screen: ``segments``, or ``first_seen``–``last_seen``."""
+        return self.segments or ((self.first_seen, self.last_seen),)
+
+    @property
     def seconds(self) -> float:
-        return max(0.0, self.last_seen - self.first_seen)
+        return sum(max(0.0, b - a) for a, b in self.ranges)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -165,6 +219,7 @@ class Track:
             "frames": self.frames,
             "best_frame_time": _t(self.best_frame_time),
             "candidates": [c.to_dict() for c in self.candidates],
+            "segments": [[_t(a), _t(b)] for a, b in self.ranges],
         }
 
 
@@ -192,6 +247,8 @@ class VideoResult:
     ``warnings`` notes anything else the user should know (a truncated file).
     ``threshold`` is what every track was decided with; ``annotated`` and
     ``contact_sheet`` the paths written when an annotated copy was asked for.
+    ``dropped_tracks`` counts the tracks not reported, by reason (``short``,
+    ``non_face``, ``poor``: see :func:`facedex.video.tracker.drop_reason`).
     """
 
     input: str
@@ -208,6 +265,7 @@ class VideoResult:
     error: ErrorInfo | None = None
     annotated: str | None = None
     contact_sheet: str | None = None
+    dropped_tracks: tuple[tuple[str, int], ...] = ()
 
     kind = "video"
 
@@ -236,6 +294,7 @@ class VideoResult:
             "warnings": list(self.warnings),
             "annotated": self.annotated,
             "contact_sheet": self.contact_sheet,
+            "dropped_tracks": dict(self.dropped_tracks),
         }
 
 
@@ -250,6 +309,9 @@ class StreamStats:
     embedded: int = 0
     end_time: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)  # tracks not reported, by reason
+    merged: int = 0  # fragments joined to an earlier track (occlusion, cut away and back)
+    low_detections: int = 0  # low-score detections that continued a track (second pass)
 
 
 def format_time(seconds: float) -> str:
