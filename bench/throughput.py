@@ -4,15 +4,19 @@ images, facedex beside face_recognition in the same run, on the same files.
     python bench/throughput.py [--images 2000] [--repeats 1] [--no-competitor]
 
 facedex is measured one image at a time (what `identify` does per photo) and
-batched (what `enroll` does), with each inference runtime. Each configuration
-runs `--repeats` times, alternating with the competitor, and the best run
-counts (the least disturbed by other work on the machine). Models are loaded
-and warmed up before timing.
+batched (what `enroll` and `identify` do), with the default runtime (``auto``:
+per model, the runtime measured fastest on this machine — see `facedex
+models`) and with each runtime named (``--runtime X`` runs both models on X).
+Each configuration runs `--repeats` times, alternating with the competitor,
+and the best run counts (the least disturbed by other work on the machine).
+Models are loaded and warmed up before timing. The 1-minute load average is
+recorded before and after each run.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -22,12 +26,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import lfw_sample, save  # noqa: E402
 
 
-def run_facedex(files, runtime: str, batched: bool) -> dict:
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def run_facedex(files, runtime: str | None, batched: bool) -> dict:
     from facedex.media import load_image
     from facedex.pipeline import FacePipeline
 
     pipe = FacePipeline(runtime=runtime)
     pipe.analyze(files[0])  # load and warm up
+    l0 = load()
     t0 = time.perf_counter()
     faces = 0
     if batched:
@@ -38,7 +47,7 @@ def run_facedex(files, runtime: str, batched: bool) -> dict:
         for f in files:
             faces += len(pipe.analyze(f))
     dt = time.perf_counter() - t0
-    return {"seconds": dt, "faces": faces, "images": len(files)}
+    return {"seconds": dt, "faces": faces, "images": len(files), "load_before": l0, "load_after": load()}
 
 
 def run_face_recognition(files) -> dict:
@@ -46,11 +55,13 @@ def run_face_recognition(files) -> dict:
 
     stack = FaceRecognitionStack()
     stack.all_faces(stack.load(files[0]))
+    l0 = load()
     t0 = time.perf_counter()
     faces = 0
     for f in files:
         faces += len(stack.all_faces(stack.load(f)))
-    return {"seconds": time.perf_counter() - t0, "faces": faces, "images": len(files)}
+    return {"seconds": time.perf_counter() - t0, "faces": faces, "images": len(files), "load_before": l0,
+            "load_after": load()}
 
 
 def main() -> None:
@@ -58,14 +69,21 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--no-competitor", action="store_true")
+    ap.add_argument("--runtimes", nargs="+", default=["onnxruntime", "opencv", "openvino", "openvino-bf16"],
+                    help="named runtimes measured beside the default (auto)")
     args = ap.parse_args()
     files = lfw_sample(args.images)
-    configs = {
-        "facedex onnxruntime, one image at a time": ("onnxruntime", False),
-        "facedex onnxruntime, batched": ("onnxruntime", True),
-        "facedex opencv, one image at a time": ("opencv", False),
-        "facedex opencv, batched": ("opencv", True),
-    }
+    from facedex import models
+
+    configs = {"facedex default (auto), one image at a time": (None, False),
+               "facedex default (auto), batched": (None, True)}
+    for rt in args.runtimes:
+        why = models.RUNTIMES[rt].unavailable() if rt in models.RUNTIMES else "unknown runtime"
+        if why:
+            print(f"skipping {rt}: {why}", flush=True)
+            continue
+        configs[f"facedex --runtime {rt}, one image at a time"] = (rt, False)
+        configs[f"facedex --runtime {rt}, batched"] = (rt, True)
     runs: dict[str, list[dict]] = {k: [] for k in configs}
     if not args.no_competitor:
         runs["face_recognition"] = []
@@ -86,7 +104,11 @@ def main() -> None:
         for r in best.values():
             r["speedup_images_vs_face_recognition"] = r["images_per_s"] / ref["images_per_s"]
             r["speedup_faces_vs_face_recognition"] = r["faces_per_s"] / ref["faces_per_s"]
-    out = save("throughput", {"images": len(files), "repeats": args.repeats, "results": best})
+    choices = {c.name: (models.runtime_choice(c) or {}).get("choice") for c in models.list_cards()
+               if c.backend == "onnx"}
+    loads = [x[k] for rs in runs.values() for x in rs for k in ("load_before", "load_after")]
+    out = save("throughput", {"images": len(files), "repeats": args.repeats, "auto_choice": choices,
+                              "load_average": f"{min(loads):.1f}-{max(loads):.1f}", "results": best})
     print(f"{'stack':45s} {'img/s':>7s} {'faces/s':>8s} {'x dlib (faces/s)':>17s}")
     for name, r in best.items():
         ratio = r.get("speedup_faces_vs_face_recognition")

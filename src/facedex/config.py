@@ -8,8 +8,13 @@ Environment variables (all optional):
 ``FACEDEX_MAX_PIXELS``
     Largest image (width x height) that will be decoded. Default 100 million.
 ``FACEDEX_RUNTIME``
-    Inference runtime for the built-in models: ``onnxruntime`` (default) or
-    ``opencv``.
+    Inference runtime for the models: ``auto`` (default: each model runs on the
+    runtime measured fastest for it on this machine, measured once and cached
+    beside the prepared model), ``onnxruntime``, ``opencv``, ``openvino`` or
+    ``openvino-bf16``.
+``FACEDEX_PRECISION``
+    ``auto`` (default): ``auto`` may run a model in bfloat16 where its card says
+    that was verified and the CPU computes bf16 natively; ``fp32``: never.
 ``FACEDEX_THREADS``
     Threads per inference session. Default: the number of CPUs.
 ``FACEDEX_DECODE_TIMEOUT``
@@ -70,7 +75,19 @@ def max_pixels() -> int:
 
 
 def runtime_name() -> str:
-    return os.environ.get("FACEDEX_RUNTIME", "onnxruntime").strip() or "onnxruntime"
+    """``$FACEDEX_RUNTIME``, default ``auto`` (checked where it is used: :mod:`facedex.models`)."""
+    return os.environ.get("FACEDEX_RUNTIME", "").strip() or "auto"
+
+
+PRECISIONS = ("auto", "fp32")
+
+
+def precision() -> str:
+    """``$FACEDEX_PRECISION``: ``auto`` (default) or ``fp32``."""
+    value = os.environ.get("FACEDEX_PRECISION", "").strip().lower() or "auto"
+    if value not in PRECISIONS:
+        raise ConfigError(f"FACEDEX_PRECISION={value!r}: use one of {', '.join(PRECISIONS)}")
+    return value
 
 
 def threads() -> int:

@@ -76,11 +76,7 @@ class OnnxEmbedder(Embedder):
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         if self._runner is None:
-            rt = self.runtime or config.runtime_name()
-            if models.CARDS.get(self.card.name) == self.card:
-                self._runner = models.cached_runner(self.card.name, rt)
-            else:
-                self._runner = models.make_runner(models.prepared_path(self.card), rt)
+            self._runner = models.runner_for(self.card, self.runtime or config.runtime_name())
         return self._runner(batch)[0]
 
     def _blob(self, crops: Sequence[np.ndarray]) -> np.ndarray:

@@ -9,8 +9,13 @@ batch axis), caches it in :func:`facedex.config.cache_dir` with an atomic
 write and a sidecar digest, and checks the converted model against the
 original on a fixed input before it is ever used.
 
-Runtimes are looked up by name (:data:`RUNTIMES`): ``onnxruntime`` (default)
-and ``opencv`` (OpenCV's DNN module, faster for SFace on some CPUs).
+Runtimes are looked up by name (:data:`RUNTIMES`): ``onnxruntime``,
+``opencv`` (OpenCV's DNN module), ``openvino`` (float32) and ``openvino-bf16``
+(bfloat16 arithmetic, on CPUs that have it). ``auto`` (the default) measures
+the available ones once per model and machine and uses the fastest
+(:func:`choose_runtime`); a reduced precision is a candidate only for models
+whose card lists it as verified (``extra["precisions"]``), and
+``FACEDEX_PRECISION=fp32`` keeps every model in float32.
 """
 
 from __future__ import annotations
@@ -470,6 +475,10 @@ _PREPARERS: dict[str, Callable[[Path], tuple[bytes, float]]] = {
 _prepare_lock = threading.Lock()
 
 
+def _prepared_stem(card: ModelCard) -> str:
+    return f"{card.name}-{card.sha256[:12]}-{card.prepare}-v{PREPARE_VERSION}"
+
+
 def prepared_path(card: ModelCard) -> Path:
     """Return the verified, prepared model file for ``card``, building it once.
 
@@ -484,7 +493,7 @@ def prepared_path(card: ModelCard) -> Path:
     if card.prepare not in _PREPARERS:
         raise UnknownNameError("model preparation", card.prepare, list(_PREPARERS))
     out_dir = config.cache_dir() / "models"
-    stem = f"{card.name}-{card.sha256[:12]}-{card.prepare}-v{PREPARE_VERSION}"
+    stem = _prepared_stem(card)
     out, meta_path = out_dir / f"{stem}.onnx", out_dir / f"{stem}.json"
     with _prepare_lock:
         if out.is_file() and meta_path.is_file():
@@ -522,6 +531,10 @@ def prepared_path(card: ModelCard) -> Path:
 # --- runtimes ------------------------------------------------------------------------
 
 Runner = Callable[[np.ndarray], list[np.ndarray]]
+
+#: The runtime name that means "measure the available runtimes once per model on
+#: this machine and use the fastest" (see :func:`choose_runtime`). The default.
+AUTO = "auto"
 
 
 def _ort_runner(path: Path, outputs: list[str] | None) -> Runner:
@@ -566,21 +579,426 @@ def _opencv_runner(path: Path, outputs: list[str] | None) -> Runner:
     return run
 
 
-RUNTIMES: dict[str, Callable[[Path, list[str] | None], Runner]] = {
-    "onnxruntime": _ort_runner,
-    "opencv": _opencv_runner,
-}
+def _import_openvino() -> Any:
+    """``import openvino`` without its model converter (``openvino.tools.ovc``).
+
+    The converter is not needed to run ONNX files; importing it costs 0.25 s of
+    start-up and sends a usage event to Google Analytics (openvino-telemetry,
+    on unless the user opted out, writing ``~/intel/openvino_ga_cid``). facedex
+    runs locally and sends nothing anywhere. A program that imported openvino
+    itself keeps what it imported."""
+    import sys
+
+    if "openvino" in sys.modules:
+        return sys.modules["openvino"]
+    blocked = "openvino.tools.ovc"
+    if blocked in sys.modules:
+        import openvino
+        return openvino
+    sys.modules[blocked] = None  # type: ignore[assignment]  # its import fails; openvino carries on without it
+    try:
+        import openvino
+    finally:
+        if blocked in sys.modules and sys.modules[blocked] is None:
+            del sys.modules[blocked]
+    return openvino
+
+
+@functools.lru_cache(maxsize=1)
+def _openvino_core() -> Any:
+    """One OpenVINO ``Core`` per process, with its compiled-model cache in the
+    facedex cache folder: a model compiles once (~0.8 s for SFace) and later
+    processes load the compiled blob (~0.08 s)."""
+    ov = _import_openvino()
+    core = ov.Core()
+    blobs = config.cache_dir() / "models" / "openvino"
+    try:
+        blobs.mkdir(parents=True, exist_ok=True)
+        core.set_property({"CACHE_DIR": str(blobs)})
+    except (OSError, RuntimeError) as err:
+        log.info("OpenVINO compiles models without a cache (%s: %s)", blobs, err)
+    return core
+
+
+def _openvino_runner(path: Path, outputs: list[str] | None, precision: str) -> Runner:
+    core = _openvino_core()
+    properties = {
+        "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+        "INFERENCE_NUM_THREADS": config.threads(),
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": 1,
+        # Pinned threads cannot move off a core that another process is using;
+        # on a shared machine pinning made SFace up to 1.5x slower.
+        "ENABLE_CPU_PINNING": False,
+    }
+    try:
+        compiled = core.compile_model(str(path), "CPU", properties)
+    except RuntimeError as err:
+        raise ModelError(f"OpenVINO cannot load {path}: {err}") from err
+    ports = list(compiled.outputs)
+    if outputs:
+        by_name = {n: p for p in ports for n in p.get_names()}
+        missing = [n for n in outputs if n not in by_name]
+        if missing:
+            raise ModelError(f"{path}: OpenVINO finds no output named {', '.join(missing)}")
+        ports = [by_name[n] for n in outputs]
+    request = compiled.create_infer_request()
+    lock = threading.Lock()
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        with lock:
+            result = request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})  # outputs are copies
+            return [np.asarray(result[p]) for p in ports]
+
+    return run
+
+
+def _has_package(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _needs(module: str, install: str) -> Callable[[], str | None]:
+    def check() -> str | None:
+        return None if _has_package(module) else f"needs the {module} package, which is not installed: {install}"
+
+    return check
+
+
+def _bf16_check() -> str | None:
+    missing = _needs("openvino", "pip install openvino")()
+    if missing:
+        return missing
+    caps = _openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    if "BF16" not in caps:
+        return ("this CPU has no native bf16 arithmetic (AVX-512 BF16 or AMX), so bf16 would only be slower; "
+                "use 'openvino' (float32)")
+    return None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """An inference runtime for the prepared ONNX files: how to load one, the
+    number format it computes in, and :meth:`unavailable` — why this machine
+    cannot use it (``None`` when it can)."""
+
+    name: str
+    load: Callable[[Path, list[str] | None], Runner]
+    precision: str  # "fp32" | "bf16"
+    description: str
+    check: Callable[[], str | None] = lambda: None
+
+    def unavailable(self) -> str | None:
+        return self.check()
+
+
+RUNTIMES: dict[str, Runtime] = {}
+
+
+def register_runtime(rt: Runtime) -> Runtime:
+    RUNTIMES[rt.name] = rt
+    return rt
+
+
+register_runtime(Runtime("onnxruntime", _ort_runner, "fp32", "onnxruntime, CPU, float32",
+                         _needs("onnxruntime", "pip install onnxruntime")))
+register_runtime(Runtime("opencv", _opencv_runner, "fp32", "OpenCV's DNN module, float32"))
+register_runtime(Runtime("openvino", functools.partial(_openvino_runner, precision="fp32"), "fp32",
+                         "OpenVINO, CPU, float32", _needs("openvino", "pip install openvino")))
+register_runtime(Runtime("openvino-bf16", functools.partial(_openvino_runner, precision="bf16"), "bf16",
+                         "OpenVINO, CPU, bfloat16 arithmetic (CPUs with AVX-512 BF16 or AMX)", _bf16_check))
+
+
+def runtime_names() -> list[str]:
+    """Every name ``--runtime`` / ``FACEDEX_RUNTIME`` accepts: ``auto`` and the registered runtimes."""
+    return [AUTO, *RUNTIMES]
+
+
+def get_runtime(name: str) -> Runtime:
+    """The registered runtime ``name``; an unknown name lists the known ones, and a
+    runtime this machine cannot use says why and what to do."""
+    if name not in RUNTIMES:
+        raise UnknownNameError("runtime", name, runtime_names())
+    rt = RUNTIMES[name]
+    why = rt.unavailable()
+    if why:
+        raise ModelError(f"runtime {name!r} is not available here: {why}")
+    return rt
 
 
 def make_runner(path: Path, runtime: str | None = None, outputs: list[str] | None = None) -> Runner:
+    """Load the ONNX file at ``path`` with one runtime (not ``auto``: that needs a
+    card; see :func:`runner_for`)."""
     name = runtime or config.runtime_name()
-    if name not in RUNTIMES:
-        raise UnknownNameError("runtime", name, list(RUNTIMES))
-    return RUNTIMES[name](path, outputs)
+    if name == AUTO:
+        name = choose_runtime(None, path)
+    return get_runtime(name).load(path, outputs)
 
 
-@functools.lru_cache(maxsize=8)
+_RUNNERS: dict[tuple, Runner] = {}
+_runners_lock = threading.RLock()
+
+
+def runner_for(card: ModelCard, runtime: str | None = None, outputs: list[str] | tuple[str, ...] | None = None
+               ) -> Runner:
+    """The runner of ``card``'s prepared model: one per (model, runtime, outputs)
+    per process, loaded lazily and once. ``runtime`` defaults to
+    ``$FACEDEX_RUNTIME`` or ``auto`` (the runtime measured fastest for this
+    model on this machine, chosen once and cached beside the prepared file)."""
+    name = runtime or config.runtime_name()
+    if name != AUTO and name not in RUNTIMES:
+        raise UnknownNameError("runtime", name, runtime_names())
+    outs = list(outputs) if outputs else None
+    with _runners_lock:
+        path = prepared_path(card)
+        if name == AUTO:
+            name = choose_runtime(card, path, outs)
+        key = (card.id, str(path), name, tuple(outs) if outs else None)
+        runner = _RUNNERS.get(key)
+        if runner is None:
+            runner = _RUNNERS[key] = get_runtime(name).load(path, outs)
+        return runner
+
+
 def cached_runner(card_name: str, runtime: str, outputs: tuple[str, ...] | None = None) -> Runner:
-    """One runner per (model, runtime, outputs) per process: models load lazily and once."""
-    card = get_card(card_name)
-    return make_runner(prepared_path(card), runtime, list(outputs) if outputs else None)
+    """:func:`runner_for` a registered card, by name."""
+    return runner_for(get_card(card_name), runtime, outputs)
+
+
+# --- auto: measure once per model and machine ---------------------------------------------
+
+#: Candidates in order of preference: a later one is chosen only when it is
+#: measured at least AUTO_MARGIN faster than every earlier one.
+AUTO_CANDIDATES = ("onnxruntime", "opencv", "openvino", "openvino-bf16")
+AUTO_MARGIN = 0.10
+AUTO_VERSION = 1
+#: Seconds of timed inference per candidate (after loading and warming up).
+AUTO_BUDGET_S = 0.6
+
+
+def precisions_allowed(card: ModelCard | None) -> tuple[str, ...]:
+    """Number formats ``auto`` may run ``card`` in: always ``fp32``; a reduced
+    one only when the card lists it (its accuracy was verified, see the card's
+    ``extra["precisions"]``) and ``$FACEDEX_PRECISION`` is not ``fp32``."""
+    if card is None or config.precision() == "fp32":
+        return ("fp32",)
+    return tuple(dict.fromkeys(("fp32", *card.extra.get("precisions", ()))))
+
+
+def auto_path(path: Path, allowed: tuple[str, ...] = ("fp32",)) -> Path:
+    """Where the measured choice for the prepared file ``path`` is kept (one file
+    per set of allowed precisions, so that switching ``FACEDEX_PRECISION`` back
+    and forth does not measure again)."""
+    return path.with_name(f"{path.stem}.runtime-{'-'.join(allowed)}.json")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def _version(*dists: str) -> str | None:
+    for d in dists:
+        try:
+            return importlib.metadata.version(d)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _fingerprint(path: Path, candidates: list[str]) -> dict[str, Any]:
+    """What the measurement depends on: a change of any of it measures again."""
+    meta = path.with_suffix(".json")
+    try:
+        model = json.loads(meta.read_text())["sha256"]
+    except (OSError, ValueError, KeyError):
+        model = sha256_file(path)
+    dists = {"onnxruntime": ("onnxruntime",), "opencv": ("opencv-python-headless", "opencv-python",
+                                                         "opencv-contrib-python", "opencv-contrib-python-headless"),
+             "openvino": ("openvino",)}
+    return {"version": AUTO_VERSION, "model_sha256": model, "cpu": _cpu_model(), "cpus": os.cpu_count(),
+            "threads": config.threads(), "candidates": candidates,
+            "packages": {k: _version(*v) for k, v in dists.items()}}
+
+
+def _probes(path: Path) -> list[np.ndarray]:
+    """Inputs to time a model on: one face and a batch of eight for a fixed-size
+    input (an embedder); an LFW-sized batch and one 720p frame for a detector."""
+    import onnx
+
+    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    c = dims[1].dim_value or 3
+    h, w = dims[2].dim_value, dims[3].dim_value
+    shapes = [(1, c, h, w), (8, c, h, w)] if h and w else [(8, c, 256, 256), (1, c, 736, 1280)]
+    rng = np.random.default_rng(0)
+    return [rng.uniform(0, 255, s).astype(np.float32) for s in shapes]
+
+
+def _agrees(ref: list[np.ndarray], got: list[np.ndarray], precision: str) -> str | None:
+    """None when ``got`` gives the reference's outputs (within the precision's
+    tolerance), else what differs."""
+    if len(ref) != len(got):
+        return f"{len(got)} outputs instead of {len(ref)}"
+    for a, b in zip(ref, got):
+        if a.shape != b.shape:
+            return f"output shape {b.shape} instead of {a.shape}"
+        if not np.all(np.isfinite(b)):
+            return "non-finite outputs"
+        a2, b2 = a.reshape(a.shape[0], -1).astype(np.float64), b.reshape(b.shape[0], -1).astype(np.float64)
+        if precision == "fp32":
+            scale = max(1.0, float(np.abs(a2).max()))
+            diff = float(np.abs(a2 - b2).max())
+            if diff > 1e-3 * scale:
+                return f"outputs differ by up to {diff:.3g}"
+        else:
+            cos = (a2 * b2).sum(1) / np.maximum(np.linalg.norm(a2, axis=1) * np.linalg.norm(b2, axis=1), 1e-12)
+            if float(cos.min()) < 0.99:
+                return f"outputs differ (cosine {float(cos.min()):.4f} to float32)"
+    return None
+
+
+def _time_candidates(runners: dict[str, Runner], probes: list[np.ndarray], budget: float) -> dict[str, list[float]]:
+    """Seconds per item on each probe, the best of interleaved rounds (so that a
+    burst of other work on the machine hits every candidate alike)."""
+    import time
+
+    best = {n: [float("inf")] * len(probes) for n in runners}
+    deadline = time.perf_counter() + budget * len(runners)
+    rounds = 0
+    while rounds < 2 or (time.perf_counter() < deadline and rounds < 50):
+        for name, run in runners.items():
+            for i, x in enumerate(probes):
+                t0 = time.perf_counter()
+                run(x)
+                best[name][i] = min(best[name][i], (time.perf_counter() - t0) / x.shape[0])
+        rounds += 1
+    return best
+
+
+def read_runtime_choice(path: Path, allowed: tuple[str, ...] = ("fp32",)) -> dict[str, Any] | None:
+    """The cached choice for a prepared model file, or None when not measured."""
+    try:
+        return json.loads(auto_path(path, allowed).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def choose_runtime(card: ModelCard | None, path: Path, outputs: list[str] | None = None, *,
+                   remeasure: bool = False) -> str:
+    """The fastest runtime for the prepared model at ``path`` on this machine.
+
+    Measured once (a few seconds: every available candidate is loaded, checked
+    against onnxruntime's outputs and timed on inputs shaped like real use) and
+    cached beside the prepared file; measured again when the model, the CPU,
+    the thread count, the allowed precisions or a runtime's version changes.
+    A runtime is chosen over an earlier one in :data:`AUTO_CANDIDATES` only
+    when it is at least :data:`AUTO_MARGIN` faster. Candidates in a reduced
+    precision are considered only where :func:`precisions_allowed` lets them.
+    """
+    allowed = precisions_allowed(card)
+    candidates = [n for n in AUTO_CANDIDATES if RUNTIMES[n].precision in allowed]
+    what = card.name if card is not None else path.name
+    with _runners_lock:
+        fp = _fingerprint(path, candidates)
+        cache = auto_path(path, allowed)
+        cached = None if remeasure else read_runtime_choice(path, allowed)
+        if cached and cached.get("fingerprint") == fp and cached.get("choice") in RUNTIMES \
+                and not RUNTIMES[cached["choice"]].unavailable():
+            log.info("%s runs on %s (runtime auto: measured %s, cached in %s)", what, cached["choice"],
+                     cached.get("measured_at", "?"), cache)
+            return cached["choice"]
+        import time
+
+        log.info("runtime auto: measuring %s for %s (once; cached in %s)", ", ".join(candidates), what, cache)
+        probes = _probes(path)
+        runners: dict[str, Runner] = {}
+        excluded: dict[str, str] = {}
+        load_s: dict[str, float] = {}
+        reference: list[np.ndarray] | None = None
+        for name in candidates:
+            rt = RUNTIMES[name]
+            why = rt.unavailable()
+            if why:
+                excluded[name] = why
+                continue
+            t0 = time.perf_counter()
+            try:
+                run = rt.load(path, outputs)
+                first = run(probes[0])
+                for x in probes[1:]:
+                    run(x)  # first call of each shape: compilation, not speed
+            except (ModelError, RuntimeError, ValueError) as err:
+                excluded[name] = f"failed to run: {err}"
+                continue
+            load_s[name] = round(time.perf_counter() - t0, 3)
+            if reference is None:
+                reference = first
+            else:
+                diff = _agrees(reference, first, rt.precision)
+                if diff:
+                    excluded[name] = diff
+                    log.warning("runtime auto: %s gives other outputs than %s for %s (%s); not used",
+                                name, next(iter(runners)), what, diff)
+                    continue
+            runners[name] = run
+        if not runners:
+            raise ModelError(f"no inference runtime can run {path}: "
+                             + "; ".join(f"{k}: {v}" for k, v in excluded.items()))
+        times = _time_candidates(runners, probes, AUTO_BUDGET_S)
+        base = next(iter(times))
+        # Relative cost on each probe against the first candidate, averaged.
+        cost = {n: float(np.mean([t / b for t, b in zip(ts, times[base])])) for n, ts in times.items()}
+        choice = base
+        for name in times:
+            if cost[name] <= cost[choice] * (1 - AUTO_MARGIN):
+                choice = name
+        record = {
+            "choice": choice,
+            "model": what,
+            "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+            "probes": [list(x.shape) for x in probes],
+            "items_per_s": {n: [round(1.0 / t, 1) for t in ts] for n, ts in times.items()},
+            "relative_cost": {n: round(c, 3) for n, c in cost.items()},
+            "load_seconds": load_s,
+            "excluded": excluded,
+            "fingerprint": fp,
+        }
+        try:
+            atomic_write_bytes(cache, json.dumps(record, indent=2).encode())
+        except OSError as err:
+            log.warning("runtime auto: cannot cache the choice in %s (%s); it will be measured again", cache, err)
+        speeds = ", ".join(f"{n} {record['items_per_s'][n]}" for n in times)
+        log.info("runtime auto: %s runs on %s (items/s per probe: %s)", what, choice, speeds)
+        if card is not None:
+            key = (card.id, str(path), choice, tuple(outputs) if outputs else None)
+            _RUNNERS.setdefault(key, runners[choice])  # the measured runner is the one used
+        return choice
+
+
+def runtime_choice(card: ModelCard) -> dict[str, Any] | None:
+    """What ``auto`` chose for ``card`` on this machine, from the cache (None when
+    not measured yet, or measured for another machine or setting). Prepares nothing."""
+    if card.backend != "onnx":
+        return None
+    if card.prepare == "none":
+        return None
+    path = config.cache_dir() / "models" / f"{_prepared_stem(card)}.onnx"
+    if not path.is_file():
+        return None
+    allowed = precisions_allowed(card)
+    rec = read_runtime_choice(path, allowed)
+    if rec is None:
+        return None
+    candidates = [n for n in AUTO_CANDIDATES if RUNTIMES[n].precision in allowed]
+    rec = dict(rec, current=rec.get("fingerprint") == _fingerprint(path, candidates))
+    return rec

@@ -10,6 +10,7 @@ import math
 import textwrap
 from typing import Callable, Sequence
 
+from .. import models
 from ..faces.detect import DetectorConfig
 
 # --- the one exit-code table ------------------------------------------------------------
@@ -49,8 +50,10 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     d = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
     parser.add_argument("-v", "--verbose", action="count", default=d(0),
                         help="more log output on stderr (-vv for debug)")
-    parser.add_argument("--runtime", choices=["onnxruntime", "opencv"], default=d(None),
-                        help="inference runtime for the models (default: $FACEDEX_RUNTIME or onnxruntime)")
+    parser.add_argument("--runtime", choices=models.runtime_names(), default=d(None),
+                        help="inference runtime for the models; auto: the one measured fastest for each model on "
+                             "this machine (see `facedex models`), bf16 only where verified (FACEDEX_PRECISION=fp32: "
+                             "never) (default: $FACEDEX_RUNTIME or auto)")
 
 
 def add_global_options(parser: argparse.ArgumentParser) -> None:

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from .. import models
+from .. import config, models
 from ..errors import FacedexError
 from ..types import ErrorInfo
-from .common import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, add_command, add_detector_options, add_json, detector_config
+from .common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    add_command,
+    add_detector_options,
+    add_json,
+    detector_config,
+)
 from .output import emit_json, err, out, plural, printable, progress, summarize_reasons, table
 
 ORDER = 90
@@ -26,10 +34,13 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_detect)
 
     p = add_command(sub, "models", help="list the model cards; --prepare converts and verifies them once",
-                    description="List the registered models (name, task, embedding size, pinned sha256, licence). "
-                                "--prepare converts each to the form facedex runs and verifies it, ahead of time.",
-                    examples=["facedex models", "facedex models --prepare"])
-    p.add_argument("--prepare", action="store_true", help="build and verify the prepared model files now")
+                    description="List the registered models (name, task, embedding size, pinned sha256, licence) "
+                                "and the inference runtime `auto` chose for each on this machine. --prepare "
+                                "converts each to the form facedex runs and verifies it, and measures the "
+                                "runtimes for `auto` again, ahead of time.",
+                    examples=["facedex models", "facedex models --prepare", "FACEDEX_PRECISION=fp32 facedex models"])
+    p.add_argument("--prepare", action="store_true",
+                   help="build and verify the prepared model files and measure the runtimes for `auto` now")
     add_json(p, "the model cards")
     p.set_defaults(func=cmd_models)
 
@@ -93,16 +104,43 @@ def cmd_models(args: argparse.Namespace) -> int:
     prepared = {}
     if args.prepare:
         for c in cards:
-            prepared[c.name] = str(models.prepared_path(c))
+            path = models.prepared_path(c)
+            prepared[c.name] = str(path)
+            if c.backend == "onnx":
+                models.choose_runtime(c, path, remeasure=True)
+    requested = args.runtime or config.runtime_name()
+    runtimes = {c.name: _runtime_of(c, requested) for c in cards}
     if args.json:
         emit_json({"schema": "facedex.models/1",
-                   "models": [dict(c.to_dict(), prepared=prepared.get(c.name)) for c in cards]})
+                   "models": [dict(c.to_dict(), prepared=prepared.get(c.name), runtime=runtimes[c.name])
+                              for c in cards]})
         return EXIT_OK
-    rows = [(c.name, c.task, c.embedding_dim or "", c.sha256[:16], c.license) for c in cards]
-    out(table(rows, ["name", "task", "dim", "sha256", "licence"]))
+    rows = [(c.name, c.task, c.embedding_dim or "", c.sha256[:16], runtimes[c.name]["summary"], c.license)
+            for c in cards]
+    out(table(rows, ["name", "task", "dim", "sha256", "runtime", "licence"]))
     for name, path in prepared.items():
         out(f"{name}: prepared and verified at {path}")
+    for c in cards:
+        rec = runtimes[c.name].get("measured")
+        if rec:
+            speeds = ", ".join(f"{n} {'/'.join(f'{v:g}' for v in vs)}" for n, vs in rec["items_per_s"].items())
+            out(f"{c.name}: auto measured {rec['measured_at']} (load {rec.get('load_average')}), items/s on "
+                f"{' and '.join('x'.join(map(str, s)) for s in rec['probes'])}: {speeds}")
     return EXIT_OK
+
+
+def _runtime_of(card: models.ModelCard, requested: str) -> dict:
+    """What runs ``card`` under ``requested`` (``auto``: the cached measured choice)."""
+    if card.backend != "onnx":
+        return {"requested": requested, "runtime": card.backend, "summary": card.backend}
+    if requested != models.AUTO:
+        return {"requested": requested, "runtime": requested, "summary": requested}
+    rec = models.runtime_choice(card)
+    if rec is None or not rec.get("current"):
+        why = "not measured yet" if rec is None else "measured for another setting"
+        return {"requested": requested, "runtime": None,
+                "summary": f"auto: {why} (measured on first use, or `facedex models --prepare`)"}
+    return {"requested": requested, "runtime": rec["choice"], "summary": f"{rec['choice']} (auto)", "measured": rec}
 
 
 __all__ = ["cmd_detect", "cmd_models"]

@@ -75,7 +75,7 @@ class YuNetDetector:
         if self._runner is None:
             from .. import config as cfg
 
-            self._runner = models.cached_runner(self.card.name, self.runtime or cfg.runtime_name(), _OUTPUTS)
+            self._runner = models.runner_for(self.card, self.runtime or cfg.runtime_name(), _OUTPUTS)
         return self._runner(batch)
 
     def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, float]:
