@@ -316,6 +316,27 @@ SCHEMAS["watch-event"] = {
 }
 
 
+# --- scale (issue #16, docs/scale.md) ----------------------------------------------------------------
+SCHEMAS.update({
+    "export": _doc("export", "facedex export --json", {
+        "gallery": STR, "file": STR, "people": INT, "sources": INT, "faces": INT, "bytes": INT, "seconds": NUM}),
+    "import": _doc("import", "facedex import --json", {
+        "gallery": STR, "kind": {"enum": ["gallery", "enroll-shard"]}, "files": _arr(STR), "people": INT,
+        "sources_added": INT, "sources_skipped": INT, "faces_added": INT,
+        "threshold": {"enum": ["imported", "kept", "none"]}, "failed": INT, "warnings": _arr(STR),
+        "seconds": NUM, "totals": TOTALS},
+        ["schema", "gallery", "kind", "files", "people", "sources_added", "sources_skipped", "faces_added",
+         "threshold", "totals"]),
+    "backend": _doc("backend", "facedex backend --json", {
+        "gallery": STR, "engine": {"enum": ["faiss", "milvus"]}, "faces": INT, "generation": INT,
+        "index": STR, "params": {"type": ["string", "object"]}, "exact": BOOL, "exact_up_to": INT,
+        "index_file": NULL_STR, "index_generation": {"type": ["integer", "null"]},
+        "index_faces": {"type": ["integer", "null"]}, "build_seconds": NULL_NUM,
+        "uri": STR, "collection": STR, "index_type": STR, "search_params": {"type": "object"}},
+        ["schema", "gallery", "engine", "faces", "generation"]),
+})
+
+
 def schema(name: str) -> dict[str, Any]:
     return SCHEMAS[name]
 

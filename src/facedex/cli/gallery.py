@@ -51,6 +51,9 @@ def register(sub) -> None:
                    help="embedder for a new gallery (default sface-2021dec); an existing gallery keeps its own")
     add_json(p, "the report")
     add_detector_options(p)
+    from .scale import add_engine_options  # issue #16: --engine ray, --ray-address
+
+    add_engine_options(p)
     p.set_defaults(func=cmd_enroll)
 
     p = add_command(sub, "identify", help="who is in these photos, videos and GIFs?",
@@ -193,7 +196,11 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             bar.set_postfix_str(f"added {sum(i.status == 'added' for i in items)}", refresh=False)
 
         try:
-            for src in args.sources:
+            if args.engine != "local":  # issue #16: batch engines (facedex.cli.scale)
+                from .scale import enroll_with_engine
+
+                warnings += enroll_with_engine(g, args, tick)
+            for src in args.sources if args.engine == "local" else ():
                 run = g.enrollment(multiple=args.multiple, progress=tick)
                 try:
                     run.run(src, person=args.person)
@@ -202,6 +209,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             interrupted = True
         bar.clear()
+        g.update_index()  # issue #16: a large gallery's index file follows the enrollment now
         counts = g.counts()
         people_now = {p.name for p in g.people()}
         threshold = g.threshold

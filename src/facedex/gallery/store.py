@@ -522,9 +522,14 @@ class GalleryStore:
             raise EmbedderMismatchError(f"embedding has {vec.size} dimensions; this gallery stores {dim}")
         if not np.all(np.isfinite(vec)):
             raise GalleryError("refusing an embedding with NaN or infinite values")
+        # Face ids are never reused (SQLite would give a deleted top id again): the
+        # persisted search index follows the store by difference of face ids.
+        fid = GalleryStore._next_face_id(c)
         cur = c.execute(
-            "INSERT INTO faces(person_id, source_id, box, landmarks, det_score, embedding) VALUES(?, ?, ?, ?, ?, ?)",
+            "INSERT INTO faces(id, person_id, source_id, box, landmarks, det_score, embedding) "
+            "VALUES(?, ?, ?, ?, ?, ?, ?)",
             (
+                fid,
                 pid,
                 sid,
                 json.dumps([round(float(v), 3) for v in f.box]),
@@ -534,6 +539,60 @@ class GalleryStore:
             ),
         )
         return int(cur.lastrowid)
+
+    # -- face ids and the search index (issue #16) -------------------------------------------
+    @staticmethod
+    def _next_face_id(c: sqlite3.Connection) -> int:
+        """The id for a new face: above every face id this gallery ever held
+        (``meta.face_id_high``, kept up to date here), so a search index that
+        follows the store by face ids never sees an id change meaning."""
+        row = c.execute("SELECT MAX(COALESCE((SELECT MAX(id) FROM faces), 0), "
+                        "COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'face_id_high'), 0))").fetchone()
+        fid = int(row[0]) + 1
+        GalleryStore._set_meta(c, "face_id_high", str(fid))
+        return fid
+
+    def face_id_high(self) -> int:
+        """The highest face id this gallery ever gave (0 for none)."""
+        row = self._conn.execute("SELECT MAX(COALESCE((SELECT MAX(id) FROM faces), 0), "
+                                 "COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'face_id_high'), 0))"
+                                 ).fetchone()
+        return int(row[0])
+
+    def face_ids(self) -> np.ndarray:
+        """Every face id, sorted (read from an index: no embedding is read)."""
+        rows = self._conn.execute("SELECT id FROM faces ORDER BY id").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def face_labels(self) -> EmbeddingTable:
+        """:meth:`embeddings` without the vectors (``vectors`` is empty): face ids,
+        person labels and names, cheap even for millions of faces."""
+        dim = int(self.embedder_card().get("embedding_dim") or 0)
+        names_rows = self._conn.execute("SELECT id, name FROM people ORDER BY id").fetchall()
+        pos = {pid: i for i, (pid, _) in enumerate(names_rows)}
+        rows = self._conn.execute("SELECT id, person_id FROM faces ORDER BY id").fetchall()
+        n = len(rows)
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
+        labels = np.fromiter((pos[r[1]] for r in rows), dtype=np.int64, count=n)
+        return EmbeddingTable(face_ids=ids, labels=labels, names=[nm for _, nm in names_rows],
+                              vectors=np.zeros((0, dim), np.float32))
+
+    def vectors_by_id(self, face_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The embeddings of these face ids, in the order given (a missing id raises)."""
+        dim = int(self.embedder_card().get("embedding_dim") or 0)
+        wanted = [int(i) for i in np.asarray(face_ids).reshape(-1)]
+        found: dict[int, bytes] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for fid, blob in self._conn.execute(f"SELECT id, embedding FROM faces WHERE id IN ({marks})", chunk):
+                found[int(fid)] = blob
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise GalleryError(f"{self.path}: face ids {missing[:5]} are not in the gallery (changed meanwhile?)")
+        if not wanted:
+            return np.zeros((0, dim), np.float32)
+        return np.frombuffer(b"".join(found[i] for i in wanted), dtype="<f4").reshape(len(wanted), -1).copy()
 
     def forget(self, person: str) -> dict[str, int]:
         """Erase a person: their row, sources and faces, then VACUUM the file so

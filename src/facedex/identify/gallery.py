@@ -59,7 +59,8 @@ class Gallery:
     """
 
     def __init__(self, store: GalleryStore, card: models.ModelCard, *, detector: str,
-                 detector_config: DetectorConfig | None, runtime: str | None, k: int, index: str):
+                 detector_config: DetectorConfig | None, runtime: str | None, k: int, index: str,
+                 index_params: str | None = None):
         self._store = store
         self.embedder_card = card
         self._detector_name = detector
@@ -67,8 +68,11 @@ class Gallery:
         self._runtime = runtime
         self._k = k
         self._index_desc = index
+        self._index_params = index_params
         self._identifier: Identifier | None = None
         self._identifier_gen = -1
+        self._persisted = None  # issue #16: the index kept beside the gallery, when one is used
+        self._remote = None  # issue #16: the vector-database backend, when the gallery names one
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -82,7 +86,8 @@ class Gallery:
         detector_config: DetectorConfig | None = None,
         runtime: str | None = None,
         k: int = 64,
-        index: str = "Flat",
+        index: str = "auto",
+        index_params: str | None = None,
     ) -> "Gallery":
         """Open the gallery file at ``path`` (``create=True`` makes a new one).
 
@@ -90,7 +95,12 @@ class Gallery:
         model) is recorded in a new gallery; an existing gallery refuses a
         different one with :class:`facedex.errors.EmbedderMismatchError`.
         Left out, the gallery's own embedder is used. ``index`` is a faiss
-        factory string for the search index (checked here).
+        factory string for the search index (checked here), or ``"auto"``:
+        exact search for small galleries, an approximate index kept beside the
+        gallery for large ones (see :mod:`facedex.gallery.index`);
+        ``index_params`` its search parameters (``"nprobe=64,k_factor=8"``).
+        A gallery whose search backend was set to a vector database
+        (:meth:`set_search_backend`) searches there instead.
         """
         if k < 1:
             raise ConfigError(f"k must be at least 1, got {k}")
@@ -109,12 +119,13 @@ class Gallery:
                 stored = models.ModelCard.from_dict(store.embedder_card())
                 registered = models.CARDS.get(stored.name)
                 card = registered if registered is not None and registered.id == stored.id else stored
-            VectorIndex(card.embedding_dim or 128, index)  # an invalid description fails here, not mid-run
+            if index != "auto":  # an invalid description fails here, not mid-run
+                VectorIndex(card.embedding_dim or 128, index, index_params)
         except BaseException:
             store.close()
             raise
         return cls(store, card, detector=detector, detector_config=detector_config,
-                   runtime=runtime, k=k, index=index)
+                   runtime=runtime, k=k, index=index, index_params=index_params)
 
     def close(self) -> None:
         self._store.close()
@@ -150,6 +161,7 @@ class Gallery:
         removed = self._store.forget(person)
         self._identifier = None  # the in-memory index held their vectors
         self._identifier_gen = -1
+        self._remove_forgotten()  # issue #16: and so may the index file or the vector database
         return removed
 
     def add_embeddings(self, person: str, embeddings: np.ndarray, embedder_id: str) -> int:
@@ -256,11 +268,109 @@ class Gallery:
     def _fitted_identifier(self) -> Identifier:
         gen = self._store.generation
         if self._identifier is None or gen != self._identifier_gen:
-            table = self._store.embeddings()
-            self._identifier = Identifier(k=self._k, index=self._index_desc).fit(
-                table.vectors, table.labels, table.names)
+            self._identifier = self._build_identifier()
             self._identifier_gen = gen
         return self._identifier
+
+    # -- search index and backend (issue #16) ----------------------------------------------------
+    def search_backend(self) -> dict:
+        """The gallery's search backend: ``{"engine": "faiss"}`` (the default:
+        in-process faiss) or a vector database (``{"engine": "milvus", "uri": …}``)."""
+        raw = self._store.meta("search_backend")
+        return json.loads(raw) if raw else {"engine": "faiss"}
+
+    def set_search_backend(self, engine: str, **options) -> dict:
+        """Search this gallery with ``engine`` from now on (every program that opens
+        it): ``"faiss"`` (in-process) or ``"milvus"`` (``uri=`` a Milvus server or a
+        milvus-lite file, ``collection=``…). The backend is filled from the store
+        before the choice is recorded; the store stays the source of truth."""
+        from ..engines import search_engine
+
+        search_engine(engine)  # an unknown name fails before anything changes
+        before = self.search_backend()
+        if self._remote is not None:
+            self._remote.close()
+        self._remote, self._persisted, self._identifier, self._identifier_gen = None, None, None, -1
+        same = before.get("engine", "faiss") == engine and (
+            engine == "faiss" or (before.get("uri") == options.get("uri") and before.get("collection") == (
+                options.get("collection") or search_engine(engine).default_collection(self._store))))
+        if not same:  # the old copy of the vectors would no longer follow forget: it goes first
+            search_engine(before.get("engine", "faiss")).retire(self, before)
+        config = search_engine(engine).configure(self, **options)
+        self._store.set_meta("search_backend", json.dumps(config, sort_keys=True))
+        return config
+
+    def index_recipe(self, faces: int | None = None) -> tuple[str, str | None]:
+        """``(description, params)`` of the faiss index this gallery uses at ``faces`` faces."""
+        from ..gallery.index import auto_recipe
+
+        if self._index_desc != "auto":
+            return self._index_desc, self._index_params
+        n = self._store.counts()["faces"] if faces is None else faces
+        desc, params = auto_recipe(n)
+        return desc, (self._index_params or params)
+
+    def _build_identifier(self) -> Identifier:
+        from ..gallery.index import PersistedIndex, PositionSearch, persistable
+
+        dim = self.embedder_card.embedding_dim or 128
+        backend = self.search_backend()
+        if backend.get("engine", "faiss") != "faiss":
+            from ..engines import search_engine
+
+            table = self._store.face_labels()
+            if self._remote is None:
+                self._remote = search_engine(backend["engine"]).open(self, backend)
+            self._remote.sync(self._store, table.face_ids)
+            return Identifier(k=self._k).fit_index(PositionSearch(self._remote, table.face_ids), table.labels,
+                                                   table.names, dim)
+        table = self._store.face_labels()
+        desc, params = self.index_recipe(len(table.face_ids))
+        if not persistable(desc):
+            table = self._store.embeddings()
+            index = VectorIndex(dim, desc, params)
+            index.add(table.vectors)
+            return Identifier(k=self._k, index=desc).fit_index(index, table.labels, table.names, dim)
+        p = self._persisted
+        if p is None or p.description != desc or p.params != PersistedIndex(self.path, dim, desc, params).params:
+            self._persisted = p = PersistedIndex(self.path, dim, desc, params)
+        p.sync(self._store, table.face_ids)
+        return Identifier(k=self._k, index=desc).fit_index(PositionSearch(p.index, table.face_ids), table.labels,
+                                                           table.names, dim)
+
+    def update_index(self) -> dict | None:
+        """Bring the persisted index or the vector database up to date now (after
+        an enrollment), so the next search does not pay for it; small galleries
+        searched exactly have nothing to update (``None``)."""
+        from ..gallery.index import persistable
+
+        if self.search_backend().get("engine", "faiss") == "faiss" and not persistable(self.index_recipe()[0]):
+            return None
+        self._fitted_identifier()
+        target = self._persisted if self._remote is None else self._remote
+        return dict(target.info.changes) if target is not None and target.info is not None else None
+
+    def _remove_forgotten(self) -> None:
+        """Faces just erased from the store leave the index file beside the gallery
+        and the vector database at once (whichever recipe this process uses)."""
+        from ..gallery.index import PersistedIndex, index_path
+
+        if self.search_backend().get("engine", "faiss") != "faiss":
+            self._fitted_identifier()
+            return
+        header = PersistedIndex.read_header(index_path(self.path))
+        if header is None:
+            return
+        if not PersistedIndex.belongs_to(header, self._store):
+            PersistedIndex(self.path, 1, "Flat", None).remove_file()  # another gallery's: useless here
+            return
+        p = self._persisted
+        if p is None or p.description != header.get("description") or p.params != header.get("params"):
+            p = PersistedIndex(self.path, self.embedder_card.embedding_dim or 128, header["description"],
+                               header.get("params"))
+        p.sync(self._store)
+        if p is not self._persisted:
+            p.index = None  # not the one this process searches with: do not keep it in memory
 
     def decide(self, embeddings: np.ndarray, *, threshold: float | None = None) -> list[Decision]:
         """Decisions for embeddings of this gallery's embedder (for callers that

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError, NotFittedError
-from ..gallery.index import VectorIndex
+from ..gallery.index import Searcher, VectorIndex
 from ..types import Candidate, Decision
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,16 @@ class Identifier:
         self.dim_ = vectors.shape[1]
         self.index_ = VectorIndex(self.dim_, self.index)
         self.index_.add(vectors)
+        return self
+
+    def fit_index(self, index: Searcher, labels: np.ndarray, names: Sequence[str], dim: int) -> "Identifier":
+        """Use a prepared searcher (a persisted index, a vector database) whose
+        :meth:`search` returns positions into ``labels`` (see
+        :class:`facedex.gallery.index.PositionSearch`), instead of building one."""
+        self.classes_ = list(names)
+        self.labels_ = np.asarray(labels, dtype=np.int64).reshape(-1)
+        self.dim_ = int(dim)
+        self.index_ = index
         return self
 
     def candidates(self, queries: np.ndarray) -> list[list[Candidate]]:
