@@ -10,7 +10,7 @@ Index descriptions are faiss factory strings. ``"Flat"`` is exact search.
 ``"auto"`` (what a gallery uses unless told otherwise) is exact search below
 :data:`EXACT_UP_TO` faces and, above it, the recipe of :func:`auto_recipe`:
 compact product-quantizer codes scanned exhaustively, and an exact re-ranking
-of the candidates (``"PQ32x4fs,RFlat"``). ``RFlat`` here means what
+of the candidates (``"PQ64x4fs,RFlat"``). ``RFlat`` here means what
 it means in faiss (``IndexRefineFlat``: the ``k × k_factor`` candidates of the
 coarse index are re-scored with the float32 vectors), but the re-ranking is
 done by :class:`VectorIndex` itself so that faces can be added and removed by
@@ -75,20 +75,21 @@ def _first_line(err: BaseException) -> str:
 def auto_recipe(n: int) -> tuple[str, str]:
     """``(description, search parameters)`` that ``"auto"`` uses for ``n`` faces.
 
-    Below :data:`EXACT_UP_TO`: exact search. Above: every face as a 16-byte
+    Below :data:`EXACT_UP_TO`: exact search. Above: every face as a 32-byte
     4-bit product-quantizer code scanned exhaustively with faiss's SIMD
-    "fast scan", and the best ``32 × k`` candidates re-ranked with their exact
-    float32 vectors (``"PQ32x4fs,RFlat"``, ``k_factor=32``). On embeddings
+    "fast scan", and the best ``8 × k`` candidates re-ranked with their exact
+    float32 vectors (``"PQ64x4fs,RFlat"``, ``k_factor=8``). On embeddings
     shaped like SFace's (bench/search.py) this kept FNIR at FPIR 1 % equal to
-    exact search at 100 k and 1 M faces, at 2.5 ms per face on one core at 1 M
-    and 0.5 GB (the re-ranking vectors; the codes are 16 MB). Inverted files
-    (IVF, with an HNSW coarse quantizer as faiss suggests for 1–10 M vectors)
-    had to probe half their lists to come as close: SFace embeddings have
-    little cluster structure, so a face's neighbours are spread over many cells.
+    exact search at 100 k and 1 M faces, at 2.4 ms per face on one core at 1 M
+    and 0.53 GB (the re-ranking vectors; the codes are 32 MB), built in 12 s.
+    Inverted files (IVF, with an HNSW coarse quantizer as faiss suggests for
+    1–10 M vectors) had to probe a quarter of their lists to come within 0.5
+    points: SFace embeddings have little cluster structure, so a face's
+    neighbours are spread over many cells.
     """
     if n < EXACT_UP_TO:
         return "Flat", ""
-    return "PQ32x4fs,RFlat", "k_factor=32"
+    return "PQ64x4fs,RFlat", "k_factor=8"
 
 
 def is_exact(description: str) -> bool:
