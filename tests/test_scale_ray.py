@@ -66,7 +66,8 @@ def test_ray_enroll_gives_the_local_engine_s_people_faces_and_answers(local_ray,
     with facedex.Gallery.open(local) as a, facedex.Gallery.open(remote) as b:
         assert _state(a) == _state(b)
         for name in ("Hugo_Chavez", "Tony_Blair", "Colin_Powell"):
-            np.testing.assert_allclose(a.store.vectors_of(name), b.store.vectors_of(name), atol=1e-4)
+            # each actor runs what `auto` measured fastest for its thread count: runtimes differ in the last digits
+            np.testing.assert_allclose(a.store.vectors_of(name), b.store.vectors_of(name), atol=2e-3)
         for person in ("Hugo_Chavez", "Tony_Blair", "Colin_Powell"):
             photo = lfw_image(person, 5)
             x = [(i.name, round(i.similarity, 3)) for i in a.identify(photo)]
