@@ -106,9 +106,10 @@ def before_tree(work: Path, rev: str) -> Path:
     return dest
 
 
-def facedex_cmd(before: Path | None) -> tuple[list[str], dict]:
+def facedex_cmd(before: Path | None, precision: str = "fp32") -> tuple[list[str], dict]:
     env = dict(os.environ)
     env.pop("FACEDEX_RUNTIME", None)
+    env["FACEDEX_PRECISION"] = precision
     if before is None:
         return [str(BIN / "facedex")], env
     env["PYTHONPATH"] = str(before / "src")
@@ -147,6 +148,10 @@ def part_cli(data: dict, work: Path, repeats: int, before: Path | None, competit
     fx, env = facedex_cmd(None)
     stacks["facedex identify"] = fx + ["identify", str(data["gallery"]), str(data["unknown"]), "--json"]
     envs["facedex identify"] = env
+    fx, env = facedex_cmd(None, "bf16")
+    stacks["FACEDEX_PRECISION=bf16 facedex identify"] = fx + ["identify", str(data["gallery"]), str(data["unknown"]),
+                                                             "--json"]
+    envs["FACEDEX_PRECISION=bf16 facedex identify"] = env
     if before is not None:
         fx, env = facedex_cmd(before)
         label = f"facedex identify, before ({before.name.removeprefix('before-')})"
@@ -163,7 +168,7 @@ def part_cli(data: dict, work: Path, repeats: int, before: Path | None, competit
             l0 = load()
             wall, out = timed(cmd, envs.get(label))
             runs[label].append({"seconds": round(wall, 3), "load_before": l0, "load_after": load()})
-            if label.startswith("facedex"):
+            if "facedex" in label:
                 faces[label] = json.loads(out)["summary"]["faces"]
             print(f"[{rep}] {label}: {wall:.2f} s (load {l0} -> {load()})", flush=True)
     if competitor:
@@ -193,19 +198,24 @@ def part_cli(data: dict, work: Path, repeats: int, before: Path | None, competit
 def part_latency(data: dict, n: int = 100) -> dict:
     import facedex
 
-    l0 = load()
+    out = {}
     photos = data["photos"][:n]
-    with facedex.Gallery.open(data["gallery"]) as g:
-        for p in photos[:3]:
-            list(facedex.identify_paths(g, [p]))  # models loaded, warm
-        ms = []
-        for p in photos:
-            t0 = time.perf_counter()
-            list(facedex.identify_paths(g, [p]))
-            ms.append(1000 * (time.perf_counter() - t0))
-    ms.sort()
-    return {"photos": len(ms), "median_ms": statistics.median(ms), "p90_ms": ms[int(0.9 * (len(ms) - 1))],
-            "mean_ms": statistics.fmean(ms), "min_ms": ms[0], "load_before": l0, "load_after": load()}
+    for precision in ("fp32", "bf16"):
+        os.environ["FACEDEX_PRECISION"] = precision  # read when the models load
+        l0 = load()
+        with facedex.Gallery.open(data["gallery"]) as g:
+            for p in photos[:3]:
+                list(facedex.identify_paths(g, [p]))  # models loaded, warm
+            ms = []
+            for p in photos:
+                t0 = time.perf_counter()
+                list(facedex.identify_paths(g, [p]))
+                ms.append(1000 * (time.perf_counter() - t0))
+        ms.sort()
+        out[precision] = {"photos": len(ms), "median_ms": statistics.median(ms), "p90_ms": ms[int(0.9 * (len(ms) - 1))],
+                          "mean_ms": statistics.fmean(ms), "min_ms": ms[0], "load_before": l0, "load_after": load()}
+    os.environ.pop("FACEDEX_PRECISION")
+    return out
 
 
 def part_startup(data: dict, before: Path | None, repeats: int = 5) -> dict:
@@ -245,7 +255,9 @@ def part_video(work: Path) -> dict:
             g.calibrate(0.01)
     path, _ = video_bench.speed_clip(work, enrolled, strangers, 30.0)
     out = {}
-    for label, runtime in (("default (auto)", None), ("onnxruntime (the default before)", "onnxruntime")):
+    for label, runtime, precision in (("default (auto)", None, "fp32"), ("FACEDEX_PRECISION=bf16 (auto)", None, "bf16"),
+                                      ("onnxruntime (the default before)", "onnxruntime", "fp32")):
+        os.environ["FACEDEX_PRECISION"] = precision
         with facedex.Gallery.open(gpath, runtime=runtime) as g:
             warm = np.zeros((720, 1280, 3), np.uint8)
             g.pipeline.detector.detect(warm)
@@ -261,6 +273,7 @@ def part_video(work: Path) -> dict:
                           "tracks": len(result.tracks), "load_before": l0, "load_after": load()}
         print(f"video, {label}: {result.duration:.0f} s in {wall:.1f} s = {result.duration / wall:.2f}x real time "
               f"(load {l0})", flush=True)
+    os.environ.pop("FACEDEX_PRECISION")
     return {"clip": "720p 30 fps MPEG-4, 30 s, 2 faces on screen (bench/video_bench.py speed_clip)", "runs": out}
 
 
@@ -310,15 +323,17 @@ def part_profile(data: dict, before: Path | None, repeats: int = 2) -> dict:
     photos = [str(p) for p in data["photos"]]
     args_file = Path(tempfile.mkstemp(suffix=".json")[1])
     args_file.write_text(json.dumps({"gallery": str(data["gallery"]), "photos": photos}))
-    variants = {"after, decoding ahead off": (None, "off"), "after, decoding ahead on (default)": (None, "on")}
+    variants = {"after, decoding ahead off": (None, "off", "fp32"),
+                "after, decoding ahead on (default)": (None, "on", "fp32"),
+                "after, FACEDEX_PRECISION=bf16": (None, "on", "bf16")}
     if before is not None:
-        variants = {f"before ({before.name.removeprefix('before-')})": (before, "none"), **variants}
+        variants = {f"before ({before.name.removeprefix('before-')})": (before, "none", "fp32"), **variants}
     out = {}
     l0 = load()
-    for label, (tree, prefetch) in variants.items():
+    for label, (tree, prefetch, precision) in variants.items():
         best = None
         for _ in range(repeats):
-            fx, env = facedex_cmd(tree)
+            fx, env = facedex_cmd(tree, precision)
             cmd = [sys.executable, __file__, "--profile-worker", str(args_file), prefetch]
             p = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
             r = json.loads(p.stdout.strip().splitlines()[-1])
@@ -359,9 +374,11 @@ def section(d: dict) -> str:
         lines.append("")
     lat = d.get("latency")
     if lat:
-        lines.append(f"**One photo, process running** (`identify_paths` on one LFW photo, {lat['photos']} photos): "
-                     f"median {lat['median_ms']:.1f} ms, 90th percentile {lat['p90_ms']:.1f} ms "
-                     f"(load {lat['load_before']} → {lat['load_after']}).\n")
+        parts = [f"{'default' if k == 'fp32' else 'FACEDEX_PRECISION=' + k}: median {v['median_ms']:.1f} ms, 90th "
+                 f"percentile {v['p90_ms']:.1f} ms (load {v['load_before']} → {v['load_after']})"
+                 for k, v in lat.items()]
+        lines.append(f"**One photo, process running** (`identify_paths` on one LFW photo at a time, "
+                     f"{next(iter(lat.values()))['photos']} photos): " + "; ".join(parts) + ".\n")
     st = d.get("startup")
     if st:
         lines.append(f"**Process start to first answer** (median of 5; load {st['load_before']} → {st['load_after']}):\n")

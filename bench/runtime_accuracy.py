@@ -26,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import LFW, PAIRS, lfw_sample, save  # noqa: E402
 
-CONFIGS = ["onnxruntime+onnxruntime", "onnxruntime+openvino", "onnxruntime+openvino-bf16",
-           "openvino-bf16+openvino-bf16", "onnxruntime+opencv"]
+# YuNet in bf16 moved landmarks enough to change embeddings (cosine 0.834 at worst on these
+# images, measured at commit 7c778e7); facedex now runs a model not verified in bf16 in float32.
+CONFIGS = ["onnxruntime+onnxruntime", "onnxruntime+openvino", "onnxruntime+openvino-bf16", "onnxruntime+opencv"]
 
 
 def pipeline(config: str):

@@ -30,12 +30,20 @@ def load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def run_facedex(files, runtime: str | None, batched: bool) -> dict:
+def run_facedex(files, runtime: str | None, batched: bool, precision: str = "fp32") -> dict:
     from facedex.media import load_image
     from facedex.pipeline import FacePipeline
 
-    pipe = FacePipeline(runtime=runtime)
-    pipe.analyze(files[0])  # load and warm up
+    before = os.environ.get("FACEDEX_PRECISION")
+    os.environ["FACEDEX_PRECISION"] = precision  # read when the models load
+    try:
+        pipe = FacePipeline(runtime=runtime)
+        pipe.analyze(files[0])  # load and warm up
+    finally:
+        if before is None:
+            os.environ.pop("FACEDEX_PRECISION")
+        else:
+            os.environ["FACEDEX_PRECISION"] = before
     l0 = load()
     t0 = time.perf_counter()
     faces = 0
@@ -69,27 +77,29 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--no-competitor", action="store_true")
-    ap.add_argument("--runtimes", nargs="+", default=["onnxruntime", "opencv", "openvino", "openvino-bf16"],
+    ap.add_argument("--runtimes", nargs="+", default=["onnxruntime", "opencv", "openvino"],
                     help="named runtimes measured beside the default (auto)")
     args = ap.parse_args()
     files = lfw_sample(args.images)
     from facedex import models
 
-    configs = {"facedex default (auto), one image at a time": (None, False),
-               "facedex default (auto), batched": (None, True)}
+    configs = {"facedex default (auto), one image at a time": (None, False, "fp32"),
+               "facedex default (auto), batched": (None, True, "fp32"),
+               "facedex FACEDEX_PRECISION=bf16 (auto), one image at a time": (None, False, "bf16"),
+               "facedex FACEDEX_PRECISION=bf16 (auto), batched": (None, True, "bf16")}
     for rt in args.runtimes:
         why = models.RUNTIMES[rt].unavailable() if rt in models.RUNTIMES else "unknown runtime"
         if why:
             print(f"skipping {rt}: {why}", flush=True)
             continue
-        configs[f"facedex --runtime {rt}, one image at a time"] = (rt, False)
-        configs[f"facedex --runtime {rt}, batched"] = (rt, True)
+        configs[f"facedex --runtime {rt}, one image at a time"] = (rt, False, "fp32")
+        configs[f"facedex --runtime {rt}, batched"] = (rt, True, "fp32")
     runs: dict[str, list[dict]] = {k: [] for k in configs}
     if not args.no_competitor:
         runs["face_recognition"] = []
     for rep in range(args.repeats):
-        for name, (rt, batched) in configs.items():
-            runs[name].append(run_facedex(files, rt, batched))
+        for name, (rt, batched, precision) in configs.items():
+            runs[name].append(run_facedex(files, rt, batched, precision))
             print(f"[{rep}] {name}: {runs[name][-1]}", flush=True)
         if not args.no_competitor:
             runs["face_recognition"].append(run_face_recognition(files))
@@ -109,10 +119,10 @@ def main() -> None:
     loads = [x[k] for rs in runs.values() for x in rs for k in ("load_before", "load_after")]
     out = save("throughput", {"images": len(files), "repeats": args.repeats, "auto_choice": choices,
                               "load_average": f"{min(loads):.1f}-{max(loads):.1f}", "results": best})
-    print(f"{'stack':45s} {'img/s':>7s} {'faces/s':>8s} {'x dlib (faces/s)':>17s}")
+    print(f"{'stack':60s} {'img/s':>7s} {'faces/s':>8s} {'x dlib (faces/s)':>17s}")
     for name, r in best.items():
         ratio = r.get("speedup_faces_vs_face_recognition")
-        print(f"{name:45s} {r['images_per_s']:7.1f} {r['faces_per_s']:8.1f} "
+        print(f"{name:60s} {r['images_per_s']:7.1f} {r['faces_per_s']:8.1f} "
               f"{'' if ratio is None else f'{ratio:17.2f}'}")
     print(f"written {out}")
 

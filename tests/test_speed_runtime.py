@@ -52,6 +52,17 @@ def test_runtimes_give_the_same_embeddings_on_real_faces(lfw_crops, runtime):
     assert np.array_equal(np.argsort(-(ref @ ref.T), 1)[:, :3], np.argsort(-(got @ got.T), 1)[:, :3])
 
 
+def test_a_detector_not_verified_in_bf16_runs_in_fp32(caplog):
+    if "openvino-bf16" not in AVAILABLE:
+        pytest.skip("this machine cannot run bf16")
+    images = [load_image(lfw_image("Colin_Powell", 10))]
+    with caplog.at_level("WARNING", logger="facedex.models"):
+        got = FacePipeline(runtime="openvino-bf16").detector.detect_batch(images)
+    assert "not verified in bf16" in caplog.text or models._warned
+    ref = FacePipeline(runtime="openvino").detector.detect_batch(images)
+    assert [f.box for f in got[0]] == [f.box for f in ref[0]]
+
+
 @pytest.mark.parametrize("runtime", [r for r in AVAILABLE if models.RUNTIMES[r].precision == "fp32"])
 def test_fp32_runtimes_find_the_same_faces(runtime):
     images = [load_image(lfw_image("Colin_Powell", 10)), load_image(lfw_image("Tony_Blair", 1))]
@@ -97,10 +108,12 @@ def test_bf16_needs_a_cpu_that_has_it(monkeypatch):
 def test_precision_setting(monkeypatch):
     sface, yunet = models.get_card("sface-2021dec"), models.get_card("yunet-2023mar")
     monkeypatch.delenv("FACEDEX_PRECISION", raising=False)
-    assert models.precisions_allowed(sface) == ("fp32", *sface.extra.get("precisions", ()))
-    assert models.precisions_allowed(yunet) == ("fp32",)  # never verified in bf16
-    monkeypatch.setenv("FACEDEX_PRECISION", "fp32")
+    assert config.precision() == "fp32"  # bf16 answers are close, not the same: opt in
     assert models.precisions_allowed(sface) == ("fp32",)
+    monkeypatch.setenv("FACEDEX_PRECISION", "bf16")
+    assert models.precisions_allowed(sface) == ("fp32", "bf16")  # verified: docs/speed.md
+    assert models.precisions_allowed(yunet) == ("fp32",)  # moves landmarks: never in bf16
+    assert models.precisions_allowed(None) == ("fp32",)  # a model file without a card
     monkeypatch.setenv("FACEDEX_PRECISION", "fp16")
     with pytest.raises(ConfigError, match="FACEDEX_PRECISION"):
         config.precision()
@@ -114,6 +127,28 @@ def own_cache(tmp_path, monkeypatch):
     models._openvino_core.cache_clear()
     yield tmp_path
     models._openvino_core.cache_clear()
+
+
+def test_bf16_is_a_candidate_only_when_asked_for(tmp_path, monkeypatch):
+    if "openvino-bf16" not in AVAILABLE:
+        pytest.skip("this machine cannot run bf16")
+    card = models.get_card("sface-2021dec")
+    real = models.prepared_path(card)  # the shared cache's copy, verified
+    monkeypatch.setattr(models, "_time_candidates",
+                        lambda runners, probes, budget: {n: [1.0 / (i + 1)] * 2 for i, n in enumerate(runners)})
+    own_cache = tmp_path
+    monkeypatch.setenv("FACEDEX_CACHE_DIR", str(own_cache))
+    (own_cache / "models").mkdir()
+    for f in (real, real.with_suffix(".json")):
+        (own_cache / "models" / f.name).write_bytes(f.read_bytes())
+    path = models.prepared_path(card)
+    assert models.choose_runtime(card, path) == "openvino"  # the last fp32 candidate (fastest here)
+    monkeypatch.setenv("FACEDEX_PRECISION", "bf16")
+    assert models.choose_runtime(card, path) == "openvino-bf16"
+    bf16_file = models.auto_path(path, card)
+    monkeypatch.setenv("FACEDEX_PRECISION", "fp32")
+    assert models.auto_path(path, card).is_file() and bf16_file.is_file() and bf16_file != models.auto_path(path, card)
+    assert models.runtime_choice(card)["choice"] == "openvino"  # each setting keeps its own choice
 
 
 def test_auto_measures_once_caches_and_says_so(own_cache, monkeypatch, caplog):
@@ -135,13 +170,16 @@ def test_auto_measures_once_caches_and_says_so(own_cache, monkeypatch, caplog):
     caplog.clear()
     assert models.choose_runtime(card, path) == choice
     assert "cached in" in caplog.text
-    assert models.runtime_choice(card)["current"] is True
+    assert models.runtime_choice(card)["choice"] == choice
 
-    # another thread count is another machine setting: measured again
+    # another thread count is another setting: measured again, and kept apart (a program with
+    # FACEDEX_THREADS=1 sharing the cache does not make the others measure again in turn)
     monkeypatch.setenv("FACEDEX_THREADS", "1")
-    assert models.runtime_choice(card)["current"] is False
+    assert models.runtime_choice(card) is None
     with pytest.raises(AssertionError, match="measured again"):
         models.choose_runtime(card, path)
+    monkeypatch.delenv("FACEDEX_THREADS")
+    assert models.choose_runtime(card, path) == choice
 
 
 def test_auto_prefers_the_first_candidate_unless_clearly_faster(own_cache, monkeypatch):

@@ -13,8 +13,10 @@ Environment variables (all optional):
     beside the prepared model), ``onnxruntime``, ``opencv``, ``openvino`` or
     ``openvino-bf16``.
 ``FACEDEX_PRECISION``
-    ``auto`` (default): ``auto`` may run a model in bfloat16 where its card says
-    that was verified and the CPU computes bf16 natively; ``fp32``: never.
+    ``fp32`` (default): every model computes in float32. ``bf16``: the ``auto``
+    runtime may also run a model in bfloat16 where its card lists bf16 as
+    verified (SFace) and the CPU computes bf16 natively (AVX-512 BF16, AMX):
+    about 1.6x faster embeddings, not bit-identical answers (docs/speed.md).
 ``FACEDEX_THREADS``
     Threads per inference session. Default: the number of CPUs.
 ``FACEDEX_DECODE_TIMEOUT``
@@ -79,12 +81,12 @@ def runtime_name() -> str:
     return os.environ.get("FACEDEX_RUNTIME", "").strip() or "auto"
 
 
-PRECISIONS = ("auto", "fp32")
+PRECISIONS = ("fp32", "bf16")
 
 
 def precision() -> str:
-    """``$FACEDEX_PRECISION``: ``auto`` (default) or ``fp32``."""
-    value = os.environ.get("FACEDEX_PRECISION", "").strip().lower() or "auto"
+    """``$FACEDEX_PRECISION``: ``fp32`` (default) or ``bf16``."""
+    value = os.environ.get("FACEDEX_PRECISION", "").strip().lower() or "fp32"
     if value not in PRECISIONS:
         raise ConfigError(f"FACEDEX_PRECISION={value!r}: use one of {', '.join(PRECISIONS)}")
     return value

@@ -13,9 +13,9 @@ Runtimes are looked up by name (:data:`RUNTIMES`): ``onnxruntime``,
 ``opencv`` (OpenCV's DNN module), ``openvino`` (float32) and ``openvino-bf16``
 (bfloat16 arithmetic, on CPUs that have it). ``auto`` (the default) measures
 the available ones once per model and machine and uses the fastest
-(:func:`choose_runtime`); a reduced precision is a candidate only for models
-whose card lists it as verified (``extra["precisions"]``), and
-``FACEDEX_PRECISION=fp32`` keeps every model in float32.
+(:func:`choose_runtime`). Everything computes in float32 unless
+``FACEDEX_PRECISION=bf16``: then a model whose card lists bf16 as verified
+(``extra["precisions"]``) may run in bfloat16 too.
 """
 
 from __future__ import annotations
@@ -153,6 +153,12 @@ register(
         reference="Zhong et al., SFace: Sigmoid-Constrained Hypersphere Loss, TIP 2021",
         prepare="float32",
         extra={
+            # Reduced precisions `auto` may use when FACEDEX_PRECISION asks for them
+            # (bench/runtime_accuracy.py, YuNet on onnxruntime): bf16 embeddings have
+            # cosine >= 0.999 to float32 on 2,000 LFW faces; LFW 10-fold 99.43 %
+            # (float32: 99.37 %), 1:N FNIR @ FPIR 1 % 0.23 % (0.25 %). Not the
+            # default: the answers are not the same ones, and LFW moved 0.06 points.
+            "precisions": ["bf16"],
             # Cosine-similarity statistics for `facedex clean`, measured by
             # bench/embedder_stats.py on LFW (158 people with >= 10 images):
             # a genuine face vs its person's leave-one-out consensus, another
@@ -738,6 +744,9 @@ def make_runner(path: Path, runtime: str | None = None, outputs: list[str] | Non
 
 _RUNNERS: dict[tuple, Runner] = {}
 _runners_lock = threading.RLock()
+#: The float32 runtime a reduced-precision one falls back to for a model not verified in it.
+_FP32_OF = {"openvino-bf16": "openvino"}
+_warned: set[tuple[str, str]] = set()
 
 
 def runner_for(card: ModelCard, runtime: str | None = None, outputs: list[str] | tuple[str, ...] | None = None
@@ -745,7 +754,9 @@ def runner_for(card: ModelCard, runtime: str | None = None, outputs: list[str] |
     """The runner of ``card``'s prepared model: one per (model, runtime, outputs)
     per process, loaded lazily and once. ``runtime`` defaults to
     ``$FACEDEX_RUNTIME`` or ``auto`` (the runtime measured fastest for this
-    model on this machine, chosen once and cached beside the prepared file)."""
+    model on this machine, chosen once and cached beside the prepared file).
+    A reduced-precision runtime named for a model whose card does not list
+    that precision as verified runs the model in float32 instead, with a warning."""
     name = runtime or config.runtime_name()
     if name != AUTO and name not in RUNTIMES:
         raise UnknownNameError("runtime", name, runtime_names())
@@ -754,6 +765,13 @@ def runner_for(card: ModelCard, runtime: str | None = None, outputs: list[str] |
         path = prepared_path(card)
         if name == AUTO:
             name = choose_runtime(card, path, outs)
+        elif RUNTIMES[name].precision != "fp32" and RUNTIMES[name].precision not in card.extra.get("precisions", ()):
+            fallback = _FP32_OF.get(name, "onnxruntime")
+            if (card.id, name) not in _warned:
+                _warned.add((card.id, name))
+                log.warning("%s is not verified in %s (YuNet in bf16 moves its landmarks enough to change "
+                            "embeddings); running it on %s in float32", card.name, RUNTIMES[name].precision, fallback)
+            name = fallback
         key = (card.id, str(path), name, tuple(outs) if outs else None)
         runner = _RUNNERS.get(key)
         if runner is None:
@@ -779,18 +797,31 @@ AUTO_BUDGET_S = 0.6
 
 def precisions_allowed(card: ModelCard | None) -> tuple[str, ...]:
     """Number formats ``auto`` may run ``card`` in: always ``fp32``; a reduced
-    one only when the card lists it (its accuracy was verified, see the card's
-    ``extra["precisions"]``) and ``$FACEDEX_PRECISION`` is not ``fp32``."""
-    if card is None or config.precision() == "fp32":
+    one only when ``$FACEDEX_PRECISION`` asks for it and the card lists it as
+    verified (``extra["precisions"]``: its accuracy was measured)."""
+    wanted = config.precision()
+    if card is None or wanted == "fp32" or wanted not in card.extra.get("precisions", ()):
         return ("fp32",)
-    return tuple(dict.fromkeys(("fp32", *card.extra.get("precisions", ()))))
+    return ("fp32", wanted)
 
 
-def auto_path(path: Path, allowed: tuple[str, ...] = ("fp32",)) -> Path:
-    """Where the measured choice for the prepared file ``path`` is kept (one file
-    per set of allowed precisions, so that switching ``FACEDEX_PRECISION`` back
-    and forth does not measure again)."""
-    return path.with_name(f"{path.stem}.runtime-{'-'.join(allowed)}.json")
+def _candidates(card: ModelCard | None) -> list[str]:
+    allowed = precisions_allowed(card)
+    return [n for n in AUTO_CANDIDATES if RUNTIMES[n].precision in allowed]
+
+
+def _auto_file(path: Path, fingerprint: dict[str, Any]) -> Path:
+    digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:12]
+    return path.with_name(f"{path.stem}.runtime-{digest}.json")
+
+
+def auto_path(path: Path, card: ModelCard | None = None) -> Path:
+    """Where ``auto``'s choice for the prepared file ``path`` is kept under the
+    current settings: one file per fingerprint (:func:`_fingerprint`), so that
+    programs with other settings sharing the cache (another thread count, another
+    environment's runtime versions, ``FACEDEX_PRECISION``) each keep their own
+    instead of measuring again in turn."""
+    return _auto_file(path, _fingerprint(path, _candidates(card)))
 
 
 def _cpu_model() -> str:
@@ -884,10 +915,9 @@ def _time_candidates(runners: dict[str, Runner], probes: list[np.ndarray], budge
     return best
 
 
-def read_runtime_choice(path: Path, allowed: tuple[str, ...] = ("fp32",)) -> dict[str, Any] | None:
-    """The cached choice for a prepared model file, or None when not measured."""
+def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        return json.loads(auto_path(path, allowed).read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 
@@ -904,13 +934,12 @@ def choose_runtime(card: ModelCard | None, path: Path, outputs: list[str] | None
     when it is at least :data:`AUTO_MARGIN` faster. Candidates in a reduced
     precision are considered only where :func:`precisions_allowed` lets them.
     """
-    allowed = precisions_allowed(card)
-    candidates = [n for n in AUTO_CANDIDATES if RUNTIMES[n].precision in allowed]
+    candidates = _candidates(card)
     what = card.name if card is not None else path.name
     with _runners_lock:
         fp = _fingerprint(path, candidates)
-        cache = auto_path(path, allowed)
-        cached = None if remeasure else read_runtime_choice(path, allowed)
+        cache = _auto_file(path, fp)
+        cached = None if remeasure else _read_json(cache)
         if cached and cached.get("fingerprint") == fp and cached.get("choice") in RUNTIMES \
                 and not RUNTIMES[cached["choice"]].unavailable():
             log.info("%s runs on %s (runtime auto: measured %s, cached in %s)", what, cached["choice"],
@@ -986,19 +1015,16 @@ def choose_runtime(card: ModelCard | None, path: Path, outputs: list[str] | None
 
 
 def runtime_choice(card: ModelCard) -> dict[str, Any] | None:
-    """What ``auto`` chose for ``card`` on this machine, from the cache (None when
-    not measured yet, or measured for another machine or setting). Prepares nothing."""
-    if card.backend != "onnx":
-        return None
-    if card.prepare == "none":
+    """What ``auto`` chose for ``card`` on this machine under the current
+    settings, from the cache (with ``path``, the file it is kept in), or None
+    when not measured yet. Prepares nothing and measures nothing."""
+    if card.backend != "onnx" or card.prepare == "none":
         return None
     path = config.cache_dir() / "models" / f"{_prepared_stem(card)}.onnx"
     if not path.is_file():
         return None
-    allowed = precisions_allowed(card)
-    rec = read_runtime_choice(path, allowed)
-    if rec is None:
+    fp = _fingerprint(path, _candidates(card))
+    rec = _read_json(_auto_file(path, fp))
+    if rec is None or rec.get("fingerprint") != fp:
         return None
-    candidates = [n for n in AUTO_CANDIDATES if RUNTIMES[n].precision in allowed]
-    rec = dict(rec, current=rec.get("fingerprint") == _fingerprint(path, candidates))
-    return rec
+    return dict(rec, path=str(_auto_file(path, fp)))

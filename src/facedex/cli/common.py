@@ -52,8 +52,8 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
                         help="more log output on stderr (-vv for debug)")
     parser.add_argument("--runtime", choices=models.runtime_names(), default=d(None),
                         help="inference runtime for the models; auto: the one measured fastest for each model on "
-                             "this machine (see `facedex models`), bf16 only where verified (FACEDEX_PRECISION=fp32: "
-                             "never) (default: $FACEDEX_RUNTIME or auto)")
+                             "this machine (see `facedex models`), in float32 unless FACEDEX_PRECISION=bf16 "
+                             "(default: $FACEDEX_RUNTIME or auto)")
 
 
 def add_global_options(parser: argparse.ArgumentParser) -> None:

@@ -38,7 +38,7 @@ def register(sub) -> None:
                                 "and the inference runtime `auto` chose for each on this machine. --prepare "
                                 "converts each to the form facedex runs and verifies it, and measures the "
                                 "runtimes for `auto` again, ahead of time.",
-                    examples=["facedex models", "facedex models --prepare", "FACEDEX_PRECISION=fp32 facedex models"])
+                    examples=["facedex models", "facedex models --prepare", "FACEDEX_PRECISION=bf16 facedex models"])
     p.add_argument("--prepare", action="store_true",
                    help="build and verify the prepared model files and measure the runtimes for `auto` now")
     add_json(p, "the model cards")
@@ -136,10 +136,9 @@ def _runtime_of(card: models.ModelCard, requested: str) -> dict:
     if requested != models.AUTO:
         return {"requested": requested, "runtime": requested, "summary": requested}
     rec = models.runtime_choice(card)
-    if rec is None or not rec.get("current"):
-        why = "not measured yet" if rec is None else "measured for another setting"
+    if rec is None:
         return {"requested": requested, "runtime": None,
-                "summary": f"auto: {why} (measured on first use, or `facedex models --prepare`)"}
+                "summary": "auto: not measured yet (measured on first use, or `facedex models --prepare`)"}
     return {"requested": requested, "runtime": rec["choice"], "summary": f"{rec['choice']} (auto)", "measured": rec}
 
 
