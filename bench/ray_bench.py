@@ -122,8 +122,9 @@ def main() -> None:
 
 
 def milvus_check(gallery: Path, work: Path) -> dict:
-    import facedex
     from search import lfw_embeddings
+
+    import facedex
 
     probes, _ = lfw_embeddings()
     copy = work / "milvus.gallery"
