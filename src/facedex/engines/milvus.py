@@ -114,6 +114,10 @@ class MilvusSearch:
         self.config = dict(config)
         self.collection = str(config["collection"])
         self.uri = resolve_uri(str(config["uri"]), gallery.path)
+        if not _is_remote(self.uri):
+            # milvus-lite serves in this process and logs a traceback at ERROR for a call it does not
+            # implement (AllocTimestamp), which the client then does without: not the user's concern
+            logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
         token = os.environ.get("MILVUS_TOKEN") or ""
         try:
             self.client = pymilvus.MilvusClient(self.uri, token=token) if token else pymilvus.MilvusClient(self.uri)
