@@ -340,11 +340,14 @@ class Gallery:
 
     def update_index(self) -> dict | None:
         """Bring the persisted index or the vector database up to date now (after
-        an enrollment), so the next search does not pay for it; small galleries
-        searched exactly have nothing to update (``None``)."""
+        an enrollment, or after faces were removed by other means than
+        :meth:`forget`: the index file must not keep them), so the next search
+        does not pay for it; small galleries searched exactly have nothing to
+        update (``None``), though an index file left beside them is brought up to date."""
         from ..gallery.index import persistable
 
         if self.search_backend().get("engine", "faiss") == "faiss" and not persistable(self.index_recipe()[0]):
+            self._remove_forgotten()
             return None
         self._fitted_identifier()
         target = self._persisted if self._remote is None else self._remote
