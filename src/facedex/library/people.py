@@ -245,6 +245,7 @@ def remove_faces(gallery: "Gallery", face_ids: Sequence[int], person: str | None
             _changed(c)
     if ids:
         LibraryStore(gallery.store, create=False).vacuum()
+        gallery.update_index()  # a persisted index (large galleries) must not keep the removed vectors
     label = name if name is not None else ", ".join(sorted(affected))
     return PeopleEdit(operation, label, faces_removed=len(ids), sources_removed=int(n_src),
                       person_removed=bool(removed_people), people_affected=tuple(sorted(affected)))
