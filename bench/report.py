@@ -122,35 +122,9 @@ def section_identification() -> str:
 
 
 def section_search() -> str:
-    d = load("search")
-    out = ["## Vector search\n",
-           "Synthetic galleries shaped like face embeddings (128-d unit vectors, three faces per identity, "
-           "same-identity cosine ≈ 0.6), queries are new faces of enrolled identities; recall@1 is against exact "
-           "search. `Flat` is what the gallery uses. `python bench/search.py`\n"]
-    if not d:
-        d = load("search_quick")
-        if not d:
-            return "\n".join(out) + missing("python bench/search.py")
-        out.append("_(quick run: 10 k and 100 k only)_\n")
-    out.append(machine_line(d) + "\n")
-    for s in d["sizes"]:
-        out.append(f"\n**{s['n']:,} faces** — peak memory {s['peak_rss_mb']:.0f} MB (process RSS, vectors "
-                   f"{s['n'] * 128 * 4 / 2**20:.0f} MB)\n")
-        rows = []
-        for r in s["indexes"]:
-            param = ", ".join(f"{k}={r[k]}" for k in ("efSearch", "nprobe") if k in r)
-            rows.append([r["index"], param, f"{r['ms_per_query']:.3f}", f"{r['batch_queries_per_s']:.0f}",
-                         f"{r['recall_at_1']:.3f}", f"{r['build_s']:.1f}", f"{r['index_mb']:.0f}"])
-        out.append(table(["index", "setting", "ms / query", "queries/s (batch of 1,000)", "recall@1", "build s",
-                          "size MB"], rows))
-    out.append("\nWhat we take from it: exact search (`Flat`, what the gallery uses) costs well under a "
-               "millisecond per face at 10 k faces and a few milliseconds at 100 k, next to ~30 ms to detect and "
-               "embed the face, so it stays the default. At 1 M it costs tens of milliseconds and needs the "
-               "vectors in memory; the approximate indexes are faster there but, on these synthetic vectors "
-               "(close to uniform in 128 dimensions, the hardest case for them), find the true nearest face far "
-               "too rarely to decide who someone is, and HNSW takes minutes to build. A persisted approximate "
-               "index for very large galleries needs measuring on real embeddings first.")
-    return "\n".join(out) + "\n"
+    """Vector search is reported by bench/search.py's own section (bench/sections/70_scale.md): it judges
+    indexes by the FNIR they lose against exact search on a generator fitted to real SFace embeddings."""
+    return ""
 
 
 SECTIONS = [section_throughput, section_lfw, section_identification, section_search]
