@@ -18,7 +18,8 @@ import pytest
 
 import facedex
 from facedex.render import video as render_video
-from facedex.video import open_video, write_annotated
+from facedex.media.video import open_video
+from facedex.render.video import write_annotated
 
 from .video_fixtures.clips import ClipSpec, clip_cache, pair_clip, scene_clip
 

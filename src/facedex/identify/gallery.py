@@ -284,7 +284,7 @@ class Gallery:
         it): ``"faiss"`` (in-process) or ``"milvus"`` (``uri=`` a Milvus server or a
         milvus-lite file, ``collection=``…). The backend is filled from the store
         before the choice is recorded; the store stays the source of truth."""
-        from ..engines import search_engine
+        from ..gallery.backends import search_backend as search_engine
 
         search_engine(engine)  # an unknown name fails before anything changes
         before = self.search_backend()
@@ -316,7 +316,7 @@ class Gallery:
         dim = self.embedder_card.embedding_dim or 128
         backend = self.search_backend()
         if backend.get("engine", "faiss") != "faiss":
-            from ..engines import search_engine
+            from ..gallery.backends import search_backend as search_engine
 
             table = self._store.face_labels()
             if self._remote is None:

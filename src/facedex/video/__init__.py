@@ -11,8 +11,9 @@ One decision per face track, with the gallery's open-set threshold::
     result = gallery.identify_video("anim.gif").result()       # everything at once
     print(result.to_dict()["people"])
 
-Decoding is in :mod:`facedex.media.video`, drawing in :mod:`facedex.render.video`;
-this package samples, tracks and decides through a :class:`Matcher`.
+Decoding is in :mod:`facedex.media.video`, drawing (annotated copies, contact
+sheets) in :mod:`facedex.render.video`, which builds on this package; this
+package samples, tracks and decides through a :class:`Matcher`.
 
 Nothing heavy is imported until a function is used. See ``docs/video.md``.
 """
@@ -43,8 +44,6 @@ _EXPORTS = {
     "UnsupportedVideoError": "facedex.errors",
     "CorruptVideoError": "facedex.errors",
     "VideoTooLargeError": "facedex.errors",
-    "write_annotated": "facedex.render.video",
-    "contact_sheet": "facedex.render.video",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -53,7 +52,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..errors import CorruptVideoError, UnsupportedVideoError, VideoTooLargeError  # noqa: F401
     from ..media.sniff import VIDEO_SUFFIXES, sniff  # noqa: F401
     from ..media.video import ArraySource, Frame, FrameSource, VideoInfo, open_video  # noqa: F401
-    from ..render.video import contact_sheet, write_annotated  # noqa: F401
     from .identify import Matcher, TrackStream, identify_video, sampler, summarize_people  # noqa: F401
     from .types import PersonPresence, Track, TrackPoint, VideoOptions, VideoResult  # noqa: F401
 
