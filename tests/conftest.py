@@ -105,3 +105,26 @@ def check_schema(name: str, doc):
 
     jsonschema.validate(doc, schema(name), format_checker=jsonschema.FormatChecker())
     return doc
+
+
+# Browser tests (the service's page, the annotated videos) drive Debian's chromium
+# through Playwright; no browser is downloaded.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium for the module (skipped where it is not installed; a failure in CI)."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: scripts/setup installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    pw_api = pytest.importorskip("playwright.sync_api")
+    with pw_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()

@@ -9,31 +9,15 @@ from __future__ import annotations
 import io
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
 from .conftest import REPO, lfw_image, lfw_images
-from .test_service_support import CHROMIUM, CHROMIUM_ARGS, running, serve_extra
+from .test_service_support import running, serve_extra
 
 pytestmark = [serve_extra, pytest.mark.filterwarnings("ignore:Using `httpx` with")]
 
 NEWCOMER = "George_W_Bush"  # many LFW photos; not in the base gallery
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: scripts/setup installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    pw_api = pytest.importorskip("playwright.sync_api")
-    with pw_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _shrink_png(data: bytes) -> bytes:

@@ -16,9 +16,7 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+from .conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: F401 (one definition, in conftest)
 
 # the pieces of the [serve] extra
 serve_extra = pytest.mark.skipif(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import http.server
 import logging
-import os
 import struct
 import threading
 from functools import partial
@@ -17,17 +16,13 @@ import numpy as np
 import pytest
 
 import facedex
-from facedex.render import video as render_video
 from facedex.media.video import open_video
+from facedex.render import video as render_video
 from facedex.render.video import write_annotated
 
 from .video_fixtures.clips import ClipSpec, clip_cache, pair_clip, scene_clip
 
 av = pytest.importorskip("av", reason="H.264 output is the 'video' extra: pip install 'facedex[video]'")
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="session")
@@ -181,21 +176,6 @@ def serving(folder: Path):
     finally:
         server.shutdown()
         server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: scripts/setup installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    pw_api = pytest.importorskip("playwright.sync_api")
-    with pw_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 PLAY = """async (src) => {
