@@ -113,3 +113,111 @@ def test_embed_files_gives_every_face_for_batch_jobs(local_ray, tmp_path):
     paths = [p for r in rows for p in r["path"]]
     assert paths.count(str(files[0])) == len(local[0]) == 3 and paths.count(str(files[1])) == len(local[1])
     assert all(q > 0 for r in rows for q in r["quality"])
+
+
+# --- facedex index --engine ray --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def photo_library(tmp_path_factory):
+    """Seven LFW photos (one with three faces), a photo without a face, a broken
+    JPEG, an animated GIF (indexed locally whatever the engine) and a text file."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("photos")
+    (root / "trip").mkdir()
+    files = [lfw_image("Colin_Powell", 10), *lfw_images("Hugo_Chavez")[:3], *lfw_images("Serena_Williams")[:3]]
+    for i, f in enumerate(files):
+        shutil.copy(f, root / ("trip" if i % 2 else ".") / f.name)
+    Image.new("RGB", (200, 150), (120, 130, 140)).save(root / "wall.png")
+    (root / "trip" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    frames = [Image.open(f).convert("RGB") for f in lfw_images("Tony_Blair")[:2]]
+    frames[0].save(root / "blink.gif", save_all=True, append_images=frames[1:], duration=400, loop=0)
+    (root / "notes.txt").write_text("not a photo")
+    return root
+
+
+def _library(gallery_path):
+    """source → [(box, embedding, quality, has crop)] sorted by box, and the items' kinds."""
+    from facedex.library import LibraryStore
+
+    with facedex.Gallery.open(gallery_path) as g:
+        lib = LibraryStore(g.store, create=False)
+        table = lib.table()
+        found = lib.sightings(table.ids)
+        out: dict[str, list] = {}
+        for sid, vec, q in zip(table.ids, table.vectors, table.quality):
+            s = found[int(sid)]
+            out.setdefault(s.source, []).append((np.asarray(s.box), vec, float(q), bool(lib.crop(int(sid))), s.kind))
+        sources = {r[0]: r[1:] for r in g.store._conn.execute(
+            "SELECT path, kind, format, width, height FROM library_sources")}
+    return {k: sorted(v, key=lambda r: tuple(r[0])) for k, v in out.items()}, sources
+
+
+def test_ray_index_gives_the_local_engine_s_sightings(local_ray, photo_library, tmp_path, capsys):
+    from facedex.cli.main import main
+
+    local = tmp_path / "local.gallery"
+    assert main(["index", str(local), str(photo_library), "--json"]) == 1
+    want = check_schema("index", json.loads(capsys.readouterr().out))
+    assert want["engine"] == "local" and want["ray"] is None
+    remote = tmp_path / "ray.gallery"
+    assert main(["index", str(remote), str(photo_library), "--engine", "ray", "--ray-actors", "2",
+                 "--shard-size", "3", "--json"]) == 1  # the broken file
+    doc = check_schema("index", json.loads(capsys.readouterr().out))
+    # 9 photos on Ray (the GIF is indexed here), 3 a shard
+    assert doc["engine"] == "ray" and doc["ray"]["shards_written"] == 3 and doc["ray"]["images"] == 9
+    key = lambda items: sorted((i["path"], i["status"], i["kind"], i["code"] or "", i["sightings"])  # noqa: E731
+                               for i in items)
+    assert key(doc["items"]) == key(want["items"])
+    broken = [i for i in doc["items"] if i["status"] == "failed"]
+    assert [(i["path"], i["code"]) for i in broken] == [(str(photo_library / "trip" / "broken.jpg"), "media.corrupt")]
+    assert doc["indexed"] == 9 and [s["path"] for s in doc["skipped"]] == [str(photo_library / "notes.txt")]
+
+    a, a_sources = _library(local)
+    b, b_sources = _library(remote)
+    assert a_sources == b_sources  # same files, kinds, formats and sizes (wall.png: indexed, no face)
+    assert sorted(a) == sorted(b) and len(a) == 8  # 7 photos with faces and the GIF
+    assert len(b[str(photo_library / "Colin_Powell_0010.jpg")]) == 3
+    for source in a:
+        assert len(a[source]) == len(b[source]), source
+        for (box_a, vec_a, q_a, crop_a, kind_a), (box_b, vec_b, q_b, crop_b, kind_b) in zip(a[source], b[source]):
+            np.testing.assert_allclose(box_a, box_b, atol=1.0)
+            assert float(vec_a @ vec_b) / float(np.linalg.norm(vec_a) * np.linalg.norm(vec_b)) > 0.999
+            assert abs(q_a - q_b) < 0.01 and crop_a and crop_b and kind_a == kind_b
+
+
+def test_ray_index_resumes_from_its_shards(local_ray, photo_library, tmp_path, capsys):
+    from facedex.cli.main import main
+
+    first, shards = tmp_path / "first.gallery", tmp_path / "shards"
+    args = [str(photo_library), "--engine", "ray", "--ray-actors", "1", "--shards", str(shards), "--json"]
+    assert main(["index", str(first), *args]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ray"]["shards_written"] == 1 and doc["ray"]["shards_skipped"] == 0
+    written = sorted(shards.glob("index-*.parquet"))
+    assert len(written) == 1
+    stamps = [s.stat().st_mtime_ns for s in written]
+    # again into the same gallery: nothing changed and nothing is read, but the broken file is tried again
+    # (as the local engine does)
+    assert main(["index", str(first), *args]) == 1
+    doc = check_schema("index", json.loads(capsys.readouterr().out))
+    assert doc["unchanged"] == 9 and doc["failed"] == 1 and doc["sightings_added"] == 0
+    assert doc["ray"]["images"] == 1
+    # a run that stopped after its shards were written: the next one stores them without embedding anything
+    second = tmp_path / "second.gallery"
+    assert main(["index", str(second), *args]) == 1
+    doc = check_schema("index", json.loads(capsys.readouterr().out))
+    assert doc["ray"]["shards_written"] == 0 and doc["ray"]["shards_skipped"] == 1 and doc["indexed"] == 9
+    assert [s.stat().st_mtime_ns for s in written] == stamps
+    a, b = _library(first)[0], _library(second)[0]
+    assert {k: [(tuple(r[0]), r[1].tobytes()) for r in v] for k, v in a.items()} == \
+        {k: [(tuple(r[0]), r[1].tobytes()) for r in v] for k, v in b.items()}
+
+
+def test_index_help_says_what_runs_on_ray(capsys):
+    from facedex.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main(["index", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--engine {local,ray}" in text and "--ray-address" in text
+    assert "videos and animated GIFs are indexed in this process" in text

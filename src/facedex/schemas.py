@@ -174,7 +174,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "index": _doc("index", "facedex index --json", {
         "gallery": STR, "interrupted": BOOL, "indexed": INT, "updated": INT, "unchanged": INT, "duplicate": INT,
         "failed": INT, "removed": INT, "sightings_added": INT, "totals": LIBRARY_TOTALS,
-        "items": _arr(INDEX_ITEM), "skipped": _arr(SKIPPED)}),
+        "items": _arr(INDEX_ITEM), "skipped": _arr(SKIPPED), "engine": {"enum": ["local", "ray"]},
+        # --engine ray: what the Ray run did (null when no photo needed it)
+        "ray": {"oneOf": [{"type": "null"}, _obj({"shards": INT, "shards_written": INT, "shards_skipped": INT,
+                                                  "images": INT, "actors": INT, "seconds": NUM})]}}),
     "discover": _doc("discover", "facedex discover --json", {
         "gallery": STR,
         "clusters": _arr(_obj({"id": {"type": "string", "pattern": "^[a-z2-7]{8}$"}, "size": INT,

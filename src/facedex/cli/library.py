@@ -41,7 +41,8 @@ def register(sub) -> None:
                                 "says where a person appears.",
                     examples=["facedex index my.gallery ~/Pictures ~/Videos",
                               "facedex index my.gallery ~/Pictures --prune        # forget files deleted since",
-                              "facedex index my.gallery --forget-source ~/Pictures/private/"])
+                              "facedex index my.gallery --forget-source ~/Pictures/private/",
+                              "facedex index my.gallery /nfs/photos --engine ray --ray-address auto"])
     add_gallery(p, create=True)
     p.add_argument("paths", nargs="*", metavar="PATH", help="photo, video or GIF files, or folders of them")
     p.add_argument("--prune", action="store_true",
@@ -61,6 +62,10 @@ def register(sub) -> None:
     v.add_argument("--min-track-frames", type=bounded(int, 1), default=1, metavar="N",
                    help="drop tracks seen in fewer than N analysed frames")
     add_detector_options(p)
+    from .scale import add_engine_options  # issue #16: --engine ray, --ray-address
+
+    add_engine_options(p, "index: the photos are detected, embedded and cropped on Ray; videos and animated GIFs "
+                          "are indexed in this process (a track follows the frames in order)")
     p.set_defaults(func=cmd_index)
 
     p = add_command(sub, "discover", help="group the library's unknown faces into candidate people",
@@ -123,15 +128,18 @@ def cmd_index(args: argparse.Namespace) -> int:
     from ..identify.gallery import Gallery
     from ..library import LibraryIndexer, LibraryStore, forget_sources
     from ..video.types import VideoOptions
+    from .scale import ray_options
 
     if not args.paths and not args.forget_source:
         raise _usage("give PATH (files or folders to index) or --forget-source PATH")
+    ray = ray_options(args)
     options = VideoOptions(sample_fps=args.sample_fps or None, max_gap=args.max_gap, scene_cut=args.scene_cut,
                            min_track_frames=args.min_track_frames)
     g = Gallery.open(args.gallery, create=bool(args.paths), embedder=args.embedder,
                      detector_config=detector_config(args), runtime=args.runtime)
     items, skipped = [], []
     interrupted = False
+    ray_doc = None
     with g:
         if args.forget_source:
             items += forget_sources(g, args.forget_source)
@@ -157,7 +165,7 @@ def cmd_index(args: argparse.Namespace) -> int:
                         bar.total = total
                     bar.update(1)
 
-                run = LibraryIndexer(g, video=options, progress=tick, on_frames=on_frames)
+                run = LibraryIndexer(g, video=options, progress=tick, on_frames=on_frames, ray=ray)
                 try:
                     run.run(args.paths, prune=args.prune)
                 except KeyboardInterrupt:
@@ -165,6 +173,11 @@ def cmd_index(args: argparse.Namespace) -> int:
                 bar.clear()
             items += run.items
             skipped = run.skipped
+            if run.ray_run is not None:
+                r = run.ray_run
+                ray_doc = {"shards": len(r.shard_files), "shards_written": len(r.shard_files) - r.shards_skipped,
+                           "shards_skipped": r.shards_skipped, "images": r.images, "actors": r.actors,
+                           "seconds": round(r.seconds, 3)}
         totals = LibraryStore(g.store, create=False).counts()
     status = Counter(i.status for i in items)
     added = sum(i.sightings for i in items if i.status in ("indexed", "updated", "duplicate"))
@@ -173,7 +186,7 @@ def cmd_index(args: argparse.Namespace) -> int:
                    "indexed": status["indexed"], "updated": status["updated"], "unchanged": status["unchanged"],
                    "duplicate": status["duplicate"], "failed": status["failed"], "removed": status["removed"],
                    "sightings_added": added, "totals": totals, "items": [i.to_dict() for i in items],
-                   "skipped": [s.to_dict() for s in skipped]})
+                   "skipped": [s.to_dict() for s in skipped], "engine": args.engine, "ray": ray_doc})
     else:
         if args.paths:
             out(f"indexed {plural(status['indexed'] + status['updated'], 'file')} ({plural(added, 'face')} found"
@@ -193,6 +206,9 @@ def cmd_index(args: argparse.Namespace) -> int:
                 out(f"  note: {printable(note)}; `facedex people GALLERY NAME --remove-source PATH` removes them")
         if skipped:
             out(f"skipped {plural(len(skipped), 'file')} in the folders given (not images or videos)")
+        if ray_doc is not None:
+            err(f"ray: {plural(ray_doc['shards_written'], 'shard')} written by {plural(ray_doc['actors'], 'actor')} "
+                f"({ray_doc['images']} photos, {ray_doc['seconds']:.1f} s), {ray_doc['shards_skipped']} already there")
         out(f"library in {printable(str(g.path))}: {plural(totals['sources'], 'file')}, "
             f"{plural(totals['sightings'], 'face')} ({totals['named']} named)")
         if args.paths and not interrupted:

@@ -1,5 +1,5 @@
 """Scale commands (issue #16): export, import, backend; and the ``--engine``
-options that ``enroll`` takes (``facedex enroll … --engine ray``).
+options that ``enroll`` and ``index`` take (``facedex enroll … --engine ray``).
 
 Each parses its arguments, calls the library (:mod:`facedex.gallery.export`,
 :mod:`facedex.engines`) and prints. See docs/scale.md.
@@ -73,12 +73,14 @@ def register(sub) -> None:
 
 
 # --- enroll --engine ----------------------------------------------------------------------------
-def add_engine_options(p: argparse.ArgumentParser) -> None:
-    """``--engine`` and the Ray options, for ``facedex enroll`` (and other batch commands)."""
+def add_engine_options(p: argparse.ArgumentParser, note: str = "") -> None:
+    """``--engine`` and the Ray options, for ``facedex enroll`` and ``facedex index``
+    (``note``: what the command does on Ray, added to ``--engine``'s help)."""
     g = p.add_argument_group("batch engine (docs/scale.md)")
     g.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: this process; ray: Ray Data with a pool of embedding actors, results written as "
-                        "Parquet shards then loaded (resumable: finished shards are skipped). Needs facedex[ray]")
+                        "Parquet shards then loaded (resumable: finished shards are skipped). Needs facedex[ray]"
+                        + (f". {note}" if note else ""))
     g.add_argument("--ray-address", metavar="ADDR",
                    help="attach to this Ray cluster (ray://HEAD:10001, or auto on a cluster node); "
                         "default: start a local Ray on this machine's CPUs")
@@ -93,14 +95,24 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
 def enroll_with_engine(gallery, args: argparse.Namespace, tick: Callable) -> list[str]:
     """Run ``facedex enroll`` on ``args.engine`` (items reach ``tick`` as the local
     engine's do); returns the warnings."""
-    from ..engines.ray import RayOptions, enroll
+    from ..engines.ray import enroll
 
-    if args.engine != "ray":
-        raise ConfigError(f"unknown engine {args.engine!r}")
-    options = RayOptions(address=args.ray_address, actors=args.ray_actors, cpus_per_actor=args.ray_cpus_per_actor,
-                         shards=args.shards, shard_size=args.shard_size)
+    options = ray_options(args)
     report = enroll(gallery, args.sources, args.person, multiple=args.multiple, options=options, progress=tick)
     return list(report.warnings)
+
+
+def ray_options(args: argparse.Namespace):
+    """The :class:`facedex.engines.ray.RayOptions` that ``--engine ray`` and its
+    options ask for; ``None`` for ``--engine local``."""
+    if args.engine == "local":
+        return None
+    if args.engine != "ray":
+        raise ConfigError(f"unknown engine {args.engine!r}")
+    from ..engines.ray import RayOptions
+
+    return RayOptions(address=args.ray_address, actors=args.ray_actors, cpus_per_actor=args.ray_cpus_per_actor,
+                      shards=args.shards, shard_size=args.shard_size).check()
 
 
 # --- export / import -----------------------------------------------------------------------------

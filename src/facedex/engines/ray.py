@@ -65,6 +65,12 @@ def _ray():
     return ray
 
 
+def require_ray() -> None:
+    """Raise :class:`facedex.errors.MissingDependencyError` now (before any
+    work) when Ray is not installed."""
+    _ray()
+
+
 @dataclass
 class RayOptions:
     """How a batch job runs on Ray.
@@ -130,12 +136,16 @@ class FaceActor:
     One output row per face kept (``status``: ``"face"``, or ``"ambiguous"`` for
     each face of an image whose choice is left to the loader), or one
     ``"failed"`` row (with ``code`` and ``reason``) for an image that could not
-    be used. ``faces="all"`` keeps every face (indexing); ``"one"`` applies an
-    enrollment's ``multiple`` policy.
+    be used. ``faces="all"`` keeps every face (indexing), and every row also
+    tells the image's ``width`` and ``height`` (0 when it could not be
+    decoded); ``"one"`` applies an enrollment's ``multiple`` policy.
+    ``quality`` adds each face's quality weight (as the video tracker computes
+    it); ``crops`` adds the small JPEG of each face that the library keeps
+    (:func:`facedex.faces.crop.crop_jpeg`), so that nothing is decoded twice.
     """
 
     def __init__(self, card: dict, detector_config: dict, runtime: str | None, threads: int,
-                 faces: str = "one", multiple: str = "auto", quality: bool = False):
+                 faces: str = "one", multiple: str = "auto", quality: bool = False, crops: bool = False):
         os.environ["FACEDEX_THREADS"] = str(max(1, int(threads)))
         from .. import models
         from ..faces.detect import DetectorConfig
@@ -147,7 +157,7 @@ class FaceActor:
         self.pipeline = FacePipeline(embedder=card_obj, detector_config=DetectorConfig(**detector_config),
                                      runtime=runtime)
         self.dim = self.pipeline.embedder.dim
-        self.faces, self.multiple, self.quality = faces, multiple, quality
+        self.faces, self.multiple, self.quality, self.crops = faces, multiple, quality, crops
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         from ..identify.enroll import PIXEL_BUDGET
@@ -163,7 +173,7 @@ class FaceActor:
             try:
                 rgb = decode_image(data, path)
             except FacedexError as err:
-                rows.append(_failed_row(path, sha, err.code, str(err)))
+                rows.append(self._sized(_failed_row(path, sha, err.code, str(err)), None))
                 continue
             images.append((path, sha, rgb))
             pixels += rgb.shape[0] * rgb.shape[1]
@@ -172,6 +182,11 @@ class FaceActor:
                 images, pixels = [], 0
         rows += self._faces(images)
         return _columns(rows, self.dim)
+
+    def _sized(self, row: dict[str, Any], rgb: np.ndarray | None) -> dict[str, Any]:
+        if self.faces == "all":
+            row["width"], row["height"] = (0, 0) if rgb is None else (int(rgb.shape[1]), int(rgb.shape[0]))
+        return row
 
     def _faces(self, images: list[tuple[str, str, np.ndarray]]) -> list[dict[str, Any]]:
         from ..errors import MultipleFacesError, NoFaceError
@@ -185,7 +200,7 @@ class FaceActor:
         for n, ((path, sha, _), faces) in enumerate(zip(images, detections)):
             if not faces:
                 err = NoFaceError(path, "no face found (faces smaller than the minimum size are ignored)")
-                rows.append(_failed_row(path, sha, err.code, str(err)))
+                rows.append(self._sized(_failed_row(path, sha, err.code, str(err)), images[n][2]))
             elif self.faces == "all" or len(faces) == 1:
                 todo += [(n, f, "face", len(faces)) for f in faces]
             elif self.multiple == "largest":
@@ -209,8 +224,18 @@ class FaceActor:
 
                 h, w = rgb.shape[:2]
                 row["quality"] = float(face_weight(f, crop, w, h))
-            rows.append(row)
+            if self.crops:
+                from ..faces.crop import crop_jpeg
+
+                row["crop"] = crop_jpeg(rgb, f.box)
+            rows.append(self._sized(row, rgb))
         return rows
+
+
+#: Columns only some jobs ask for (``FaceActor``'s ``quality``, ``crops``, ``faces="all"``):
+#: name → (numpy dtype in Ray batches, Arrow type name in shards, value for a row without it).
+OPTIONAL_COLUMNS = {"quality": (np.float64, "float64", 0.0), "width": (np.int64, "int32", 0),
+                    "height": (np.int64, "int32", 0), "crop": (object, "binary", None)}
 
 
 def _failed_row(path: str, sha: str, code: str, reason: str) -> dict[str, Any]:
@@ -233,8 +258,9 @@ def _columns(rows: list[dict[str, Any]], dim: int) -> dict[str, Any]:
         "embedding": np.stack([np.zeros(dim, np.float32) if r["embedding"] is None else r["embedding"]
                                for r in rows]).astype(np.float32) if rows else np.zeros((0, dim), np.float32),
     }
-    if rows and "quality" in rows[0] or any("quality" in r for r in rows):
-        out["quality"] = np.array([r.get("quality", 0.0) for r in rows], dtype=np.float64)
+    for name, (dtype, _, missing) in OPTIONAL_COLUMNS.items():
+        if any(name in r for r in rows):
+            out[name] = np.array([r.get(name, missing) for r in rows], dtype=dtype)
     return out
 
 
@@ -261,15 +287,14 @@ def make_shards(items: Sequence[tuple[str, str]], size: int, settings: dict[str,
     return shards
 
 
-def _shard_schema(dim: int, meta: dict[str, Any], quality: bool = False):
+def _shard_schema(dim: int, meta: dict[str, Any], optional: Sequence[str] = ()):
     import pyarrow as pa
 
     from ..gallery.export import META_KEY, arrow_schema
 
     extra = [pa.field("status", pa.string()), pa.field("code", pa.string()), pa.field("reason", pa.string()),
              pa.field("faces_in_image", pa.int32())]
-    if quality:
-        extra.append(pa.field("quality", pa.float64()))
+    extra += [pa.field(name, getattr(pa, OPTIONAL_COLUMNS[name][1])()) for name in optional]
     return arrow_schema(dim, extra).with_metadata({META_KEY: json.dumps(meta).encode()})
 
 
@@ -281,8 +306,8 @@ def write_shard(path: Path, rows: list[dict[str, Any]], dim: int, meta: dict[str
     from ..files import atomic_path
     from ..gallery.export import path_columns
 
-    quality = any("quality" in r for r in rows)
-    schema = _shard_schema(dim, meta, quality)
+    optional = [name for name in OPTIONAL_COLUMNS if any(name in r for r in rows)]
+    schema = _shard_schema(dim, meta, optional)
     paths = [path_columns(r["path"]) for r in rows]
     failed = [r["status"] == "failed" for r in rows]
     emb = np.stack([np.asarray(r["embedding"], np.float32) for r in rows]) if rows else np.zeros((0, dim), np.float32)
@@ -303,8 +328,11 @@ def write_shard(path: Path, rows: list[dict[str, Any]], dim: int, meta: dict[str
         "reason": pa.array([r["reason"] if f else None for r, f in zip(rows, failed)], pa.string()),
         "faces_in_image": pa.array([int(r["faces_in_image"]) for r in rows], pa.int32()),
     }
-    if quality:
-        cols["quality"] = pa.array([float(r.get("quality", 0.0)) for r in rows], pa.float64())
+    for name in optional:
+        values = [r.get(name, OPTIONAL_COLUMNS[name][2]) for r in rows]
+        if name == "crop":
+            values = [bytes(v) if v is not None else None for v in values]
+        cols[name] = pa.array(values, getattr(pa, OPTIONAL_COLUMNS[name][1])())
     table = pa.table(cols, schema=schema)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
@@ -443,7 +471,8 @@ def _utf8(path: str) -> bool:
         return False
 
 
-def _settings(gallery: "Gallery", faces: str, multiple: str, quality: bool = False) -> tuple[dict, dict]:
+def _settings(gallery: "Gallery", faces: str, multiple: str, quality: bool = False,
+              crops: bool = False) -> tuple[dict, dict]:
     import dataclasses
 
     from ..faces.detect import DetectorConfig
@@ -454,7 +483,7 @@ def _settings(gallery: "Gallery", faces: str, multiple: str, quality: bool = Fal
             "kind": "enroll-shard" if faces == "one" else "faces-shard",
             "embedder": card, "multiple": multiple, "detector": dataclasses.asdict(cfg)}
     actor = {"card": card, "detector_config": dataclasses.asdict(cfg), "runtime": gallery._runtime,
-             "faces": faces, "multiple": multiple, "quality": quality}
+             "faces": faces, "multiple": multiple, "quality": quality, "crops": crops}
     return meta, actor
 
 
@@ -545,25 +574,30 @@ def _agree(gallery: "Gallery") -> float:
 
 # --- other batch jobs: every face of many files ---------------------------------------------------------
 def embed_files(gallery: "Gallery", paths: Sequence[str | os.PathLike], *, options: RayOptions | None = None,
-                quality: bool = True, prefix: str = "faces",
+                quality: bool = True, crops: bool = False, prefix: str = "faces",
                 on_shard: Callable[[Path, int], None] | None = None) -> BatchRun:
     """Every face of every image in ``paths`` (detected, aligned, embedded with the
     gallery's pipeline) into Parquet shards on Ray — for ``facedex index --engine
     ray`` and other batch jobs. Rows: the gallery export's columns (``person``
-    empty) plus ``status``, ``code``, ``reason``, ``faces_in_image`` and, with
-    ``quality``, the face's quality weight (as the video tracker computes it).
-    An image without a face gives one row with status ``"failed"`` and code
+    empty) plus ``status``, ``code``, ``reason``, ``faces_in_image``, the
+    image's ``width`` and ``height``, with ``quality`` the face's quality
+    weight (as the video tracker computes it) and with ``crops`` its small
+    JPEG (``crop``, as :func:`facedex.faces.crop.crop_jpeg` makes it). An image
+    without a face gives one row with status ``"failed"`` and code
     ``face.none``. Resumable like enrollment: shards already in the folder are
-    not recomputed. Read the shards with :func:`facedex.gallery.export.iter_rows`.
+    not recomputed (``on_shard(file, images)`` is called for each shard written
+    by this run, as it is written). Read the shards with
+    :func:`facedex.gallery.export.iter_rows`.
     """
     options = (options or RayOptions()).check()
     items = [("", os.path.abspath(os.fsdecode(p))) for p in paths]
-    meta, actor_kwargs = _settings(gallery, "all", "all", quality)
+    meta, actor_kwargs = _settings(gallery, "all", "all", quality, crops)
     shards = make_shards(items, options.shard_size, {"embedder": gallery.embedder_card.id, "faces": "all",
-                                                     "quality": quality, "detector": actor_kwargs["detector_config"]})
+                                                     "quality": quality, "crops": crops, "sizes": True,
+                                                     "detector": actor_kwargs["detector_config"]})
     folder = Path(options.shards) if options.shards else shard_folder(gallery.path)
     return run_shards(shards, folder, prefix, meta, actor_kwargs, options, on_shard=on_shard)
 
 
 __all__ = ["BatchRun", "FaceActor", "RayOptions", "embed_files", "enroll", "load_shards", "make_shards",
-           "ray_session", "shard_folder"]
+           "ray_session", "require_ray", "shard_folder"]

@@ -21,11 +21,22 @@ content changed has its sightings replaced. Each batch of photos and each
 video is stored in one transaction, so an interrupted run keeps what it
 finished and the next run goes on from there. A broken file is reported
 (its error code and why) and the rest is indexed.
+
+**On Ray** (``ray=RayOptions(…)``, ``facedex index --engine ray``): the
+photos that need work are decoded, detected, aligned, embedded, measured and
+cropped on a pool of Ray actors (:func:`facedex.engines.ray.embed_files`:
+each actor loads the models once; results are written as Parquet shards
+beside the gallery, and a shard already written is not computed again); each
+shard is stored in the library as soon as it is written, through the same
+code as the local engine's batches, so the sightings are the same. Videos and
+animations stay on this process's path: a track follows the frames in order,
+which one decoder does best, and a video is one unit of work anyway. Files
+whose name is not valid UTF-8 (which Ray's readers cannot take) are indexed
+locally too.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from dataclasses import dataclass
@@ -33,23 +44,21 @@ from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 
-from ..errors import FacedexError, MediaError, SourceNotIndexedError, UnsupportedVideoError
+from ..errors import FacedexError, MediaError, NoFaceError, SourceNotIndexedError, UnsupportedVideoError
+from ..faces.crop import CROP_QUALITY, CROP_SIZE, crop_jpeg
 from ..files import sha256_file
 from ..media import MediaInput, Motion, Photo, expand_inputs, open_media
-from ..media.sniff import looks_like_video_name
+from ..media.sniff import looks_like_video_name, sniff
 from ..types import Decision, Threshold
 from .store import LibraryStore, NewSighting, NewSource
 from .types import IndexItem, IndexReport
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..engines.ray import RayOptions
     from ..identify.gallery import Gallery
     from ..video.types import VideoOptions
 
 log = logging.getLogger(__name__)
-
-#: Side, in pixels, of the face crop kept for review (the contact sheet).
-CROP_SIZE = 112
-CROP_QUALITY = 85
 
 #: ``progress(item, done, total)`` after each input.
 Progress = Callable[[IndexItem, int, int], None]
@@ -74,20 +83,8 @@ class _Todo:
     replaces: bool  # a different content was indexed at this path
 
 
-def crop_jpeg(rgb: np.ndarray, box: Sequence[float] | None = None, size: int = CROP_SIZE) -> bytes:
-    """A small JPEG of the face: a square 1.6x its box (as the video contact
-    sheet's), at most ``size`` pixels; ``box=None`` takes ``rgb`` as the crop."""
-    from PIL import Image
-
-    from ..video.tracker import thumbnail
-
-    crop = thumbnail(rgb, box, size) if box is not None else rgb
-    im = Image.fromarray(np.ascontiguousarray(crop))
-    if max(im.size) > size:
-        im.thumbnail((size, size))
-    buf = io.BytesIO()
-    im.convert("RGB").save(buf, format="JPEG", quality=CROP_QUALITY)
-    return buf.getvalue()
+#: A photo analysed and ready to store: what it is, its size, its faces.
+_PhotoResult = tuple[_Todo, str, int, int, list[NewSighting]]
 
 
 def library_path(path: str | os.PathLike) -> str:
@@ -102,11 +99,14 @@ class LibraryIndexer:
     ``video`` holds the sampling and tracking options (those of ``identify``);
     ``progress(item, done, total)`` is called after each input and
     ``on_frames(path, done, total)`` while a video is decoded. ``items`` holds
-    what finished, even after an interruption.
+    what finished, even after an interruption. ``ray``: run the photos on Ray
+    with these options (see the module doc); ``ray_run`` then tells what the
+    Ray run did (shards written and skipped).
     """
 
     def __init__(self, gallery: "Gallery", *, video: "VideoOptions | None" = None, batch_size: int = 8,
-                 progress: Progress | None = None, on_frames: FrameProgress | None = None):
+                 progress: Progress | None = None, on_frames: FrameProgress | None = None,
+                 ray: "RayOptions | None" = None):
         from ..video.types import VideoOptions
 
         self.gallery = gallery
@@ -115,6 +115,8 @@ class LibraryIndexer:
         self.batch_size = max(1, int(batch_size))
         self.progress = progress
         self.on_frames = on_frames
+        self.ray = ray
+        self.ray_run = None
         self.items: list[IndexItem] = []
         self.skipped: list = []
         self._total = 0
@@ -141,35 +143,63 @@ class LibraryIndexer:
         self.skipped = list(skipped)
         removals = self._pruned(given, inputs) if prune else []
         self._total = len(inputs) + len(removals)
+        if self.ray is not None:
+            from ..engines.ray import require_ray
+
+            require_ray()  # before any work
         photos: list[tuple[_Todo, Photo]] = []
+        remote: list[tuple[_Todo, str]] = []  # photos for Ray, with their format
+        again: list[MediaInput] = []  # same content as a photo sent to Ray: planned again after it
+        sent: set[str] = set()
         for inp in inputs:
             path = library_path(inp.path)
             todo = self._plan(inp, path)
             if todo is None:
                 continue
-            try:
-                opened = open_media(inp, videos=True)
-            except FacedexError as err:
-                video = isinstance(err, UnsupportedVideoError) or looks_like_video_name(inp.name)
-                self._flush(photos)
-                photos = []
-                self._failed(todo, "video" if video else "image", err)
-                continue
-            if isinstance(opened, Photo):
-                photos.append((todo, opened))
-                if len(photos) >= self.batch_size:
-                    self._flush(photos)
-                    photos = []
-                continue
-            self._flush(photos)
-            photos = []
-            self._video(todo, opened)
+            fmt = _still_photo(path) if self.ray is not None else None
+            if fmt is None:
+                photos = self._local(inp, todo, photos)
+            elif todo.sha256 in sent:
+                again.append(inp)
+            else:
+                sent.add(todo.sha256)
+                remote.append((todo, fmt))
         self._flush(photos)
+        if remote:
+            photos = []
+            for todo in self._photos_on_ray(remote):  # changed since their shard was written
+                photos = self._local(MediaInput.of(todo.path), todo, photos)
+            for inp in again:  # now a copy of what was stored (or failed: then indexed here)
+                todo = self._plan(inp, library_path(inp.path))
+                if todo is not None:
+                    photos = self._local(inp, todo, photos)
+            self._flush(photos)
         if removals:
             self.library.remove_sources(removals)
             for p in removals:
                 self._done(IndexItem(p, "removed", reason="no longer in the folder (--prune)"))
         return self.report()
+
+    def _local(self, inp: MediaInput, todo: _Todo, photos: list[tuple[_Todo, Photo]]) -> list[tuple[_Todo, Photo]]:
+        """Index one input in this process: a photo joins ``photos`` (the batch
+        in hand, flushed when full), a video or animation is indexed at once.
+        Returns the batch in hand."""
+        try:
+            opened = open_media(inp, videos=True)
+        except FacedexError as err:
+            video = isinstance(err, UnsupportedVideoError) or looks_like_video_name(inp.name)
+            self._flush(photos)
+            self._failed(todo, "video" if video else "image", err.code, str(err))
+            return []
+        if isinstance(opened, Photo):
+            photos.append((todo, opened))
+            if len(photos) >= self.batch_size:
+                self._flush(photos)
+                return []
+            return photos
+        self._flush(photos)
+        self._video(todo, opened)
+        return []
 
     def _pruned(self, given: Sequence[str], inputs: Sequence[MediaInput]) -> list[str]:
         listed = {library_path(i.path) for i in inputs if i.path is not None}
@@ -207,12 +237,11 @@ class LibraryIndexer:
             return None
         return _Todo(path, st.st_size, st.st_mtime_ns, sha, old is not None)
 
-    def _failed(self, todo: _Todo, kind: str, err: FacedexError) -> None:
-        reason = str(err)
+    def _failed(self, todo: _Todo, kind: str, code: str, reason: str) -> None:
         if todo.replaces:  # the file changed and can no longer be read: its old sightings are stale
             self.library.remove_sources([todo.path])
             reason += " (its earlier sightings were removed)"
-        self._done(IndexItem(todo.path, "failed", kind, code=err.code, reason=reason))
+        self._done(IndexItem(todo.path, "failed", kind, code=code, reason=reason))
 
     def _count(self, source_id: int) -> int:
         return int(self.library._conn.execute("SELECT COUNT(*) FROM library_sightings WHERE source_id = ?",
@@ -233,7 +262,7 @@ class LibraryIndexer:
                 crops.append(pipeline.embedder.align(rgb, f))
                 owners.append(i)
         vectors = pipeline.embedder.embed_crops(crops) if crops else np.zeros((0, pipeline.embedder.dim), np.float32)
-        records: list[tuple[NewSource, list[NewSighting]]] = []
+        results: list[_PhotoResult] = []
         k = 0
         for (todo, photo), rgb, faces in zip(batch, images, detections):
             h, w = rgb.shape[:2]
@@ -242,11 +271,70 @@ class LibraryIndexer:
                 sightings.append(NewSighting(f.box, f.landmarks, f.score, face_weight(f, crops[k], w, h),
                                              vectors[k], crop_jpeg(rgb, f.box)))
                 k += 1
-            records.append((NewSource(todo.path, todo.sha256, todo.size, todo.mtime_ns, "image", photo.kind.format,
-                                      w, h), sightings))
-        self.library.store(records)
-        for (todo, _), (_, sightings) in zip(batch, records):
+            results.append((todo, photo.kind.format, w, h, sightings))
+        self._store_photos(results)
+
+    def _store_photos(self, results: Sequence[_PhotoResult]) -> None:
+        """Store analysed photos in one transaction (the local and the Ray path)."""
+        self.library.store([(NewSource(todo.path, todo.sha256, todo.size, todo.mtime_ns, "image", fmt, w, h),
+                             sightings) for todo, fmt, w, h, sightings in results])
+        for todo, _, _, _, sightings in results:
             self._done(IndexItem(todo.path, "updated" if todo.replaces else "indexed", "image", len(sightings)))
+
+    def _photos_on_ray(self, remote: Sequence[tuple[_Todo, str]]) -> list[_Todo]:
+        """Photos detected, embedded and cropped on Ray; each shard stored as it is
+        written (and shards written by an earlier, interrupted run as they are
+        found). Returns the files that changed since their shard was written
+        (an earlier run's), for the local path."""
+        from ..engines.ray import embed_files
+
+        todos = {todo.path: (todo, fmt) for todo, fmt in remote}
+        loaded: set = set()
+        stale: list[_Todo] = []
+
+        def load(shard, _images: int = 0) -> None:
+            loaded.add(shard)
+            stale.extend(self._store_shard(shard, todos))
+
+        self.ray_run = run = embed_files(self.gallery, list(todos), options=self.ray, quality=True, crops=True,
+                                         prefix="index", on_shard=load)
+        for shard in run.shard_files:
+            if shard not in loaded:
+                load(shard)
+        return stale
+
+    def _store_shard(self, shard, todos: dict[str, tuple[_Todo, str]]) -> list[_Todo]:
+        """Store one shard of :func:`facedex.engines.ray.embed_files`; returns the
+        files whose content is no longer the one in the shard."""
+        from ..gallery.export import face_record, iter_rows, path_from_columns
+
+        rows: dict[str, list] = {}
+        for cols in iter_rows(shard):
+            for i in range(len(cols["path"])):
+                path = path_from_columns(cols["path"][i], cols["path_bytes"][i])
+                rows.setdefault(path, []).append((cols, i))
+        results: list[_PhotoResult] = []
+        stale: list[_Todo] = []
+        for path, found in rows.items():
+            todo, fmt = todos[path]
+            cols, i = found[0]
+            if cols["sha256"][i] != todo.sha256:
+                stale.append(todo)
+                continue
+            w, h = int(cols["width"][i]), int(cols["height"][i])
+            if cols["status"][i] == "failed" and cols["code"][i] != NoFaceError.code:
+                self._failed(todo, "image", cols["code"][i], cols["reason"][i])
+                continue
+            sightings = []
+            for cols, i in found:
+                if cols["status"][i] == "face":
+                    r = face_record(cols, i)
+                    sightings.append(NewSighting(r.box, r.landmarks, r.score, float(cols["quality"][i]),
+                                                 r.embedding, cols["crop"][i]))
+            results.append((todo, fmt, w, h, sightings))
+        if results:
+            self._store_photos(results)
+        return stale
 
     # -- videos and animations -----------------------------------------------------------------
     def _video(self, todo: _Todo, motion: Motion) -> None:
@@ -265,7 +353,7 @@ class LibraryIndexer:
             tracks = list(stream)
             info, end = stream.info, stream.stats.end_time
         except FacedexError as err:
-            self._failed(todo, kind, err)
+            self._failed(todo, kind, err.code, str(err))
             return
         finally:
             if stream is not None:
@@ -281,14 +369,26 @@ class LibraryIndexer:
         self._done(IndexItem(todo.path, "updated" if todo.replaces else "indexed", kind, len(sightings)))
 
 
+def _still_photo(path: str) -> str | None:
+    """The format of a still image that Ray's readers can take (a name that is
+    valid UTF-8), else ``None``: videos, animations, files that are not media
+    and odd names go the local way, which also words their errors."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    kind = sniff(path)
+    return kind.format if kind.kind == "image" else None
+
+
 def index_library(gallery: "Gallery", paths: Iterable[str | os.PathLike], *, video: "VideoOptions | None" = None,
                   prune: bool = False, batch_size: int = 8, progress: Progress | None = None,
-                  on_frames: FrameProgress | None = None) -> IndexReport:
+                  on_frames: FrameProgress | None = None, ray: "RayOptions | None" = None) -> IndexReport:
     """Catalogue every face in ``paths`` (files and folders of photos, videos
     and animated GIFs) into ``gallery`` as unlabelled sightings; see
-    :class:`LibraryIndexer`."""
+    :class:`LibraryIndexer` (``ray``: photos on Ray, see the module doc)."""
     return LibraryIndexer(gallery, video=video, batch_size=batch_size, progress=progress,
-                          on_frames=on_frames).run(paths, prune=prune)
+                          on_frames=on_frames, ray=ray).run(paths, prune=prune)
 
 
 def forget_sources(gallery: "Gallery", paths: Iterable[str | os.PathLike]) -> list[IndexItem]:
@@ -318,4 +418,4 @@ def forget_sources(gallery: "Gallery", paths: Iterable[str | os.PathLike]) -> li
     return items
 
 
-__all__ = ["CROP_SIZE", "LibraryIndexer", "crop_jpeg", "forget_sources", "index_library", "library_path"]
+__all__ = ["CROP_QUALITY", "CROP_SIZE", "LibraryIndexer", "crop_jpeg", "forget_sources", "index_library", "library_path"]

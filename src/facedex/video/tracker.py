@@ -52,6 +52,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..faces.crop import thumbnail
 from ..faces.quality import pose, sharpness
 from ..types import Face
 from .types import TrackPoint, VideoOptions
@@ -83,26 +84,6 @@ def face_weight(face: Face, aligned: np.ndarray | None, frame_w: int, frame_h: i
     edge_w = (inside / max(w * h, 1e-6)) ** 2
     weight = float(face.score) * size_w * sharp_w * pose_w * edge_w
     return float(min(1.0, max(1e-3, weight)))
-
-
-def thumbnail(rgb: np.ndarray, box: Sequence[float], size: int = _THUMB) -> np.ndarray:
-    """A square crop around the face (1.6 x its box), at most ``size`` pixels."""
-    import cv2
-
-    x, y, w, h = box
-    side = 1.6 * max(w, h)
-    cx, cy = x + w / 2, y + h / 2
-    H, W = rgb.shape[:2]
-    x0, y0 = int(max(0, math.floor(cx - side / 2))), int(max(0, math.floor(cy - side / 2)))
-    x1, y1 = int(min(W, math.ceil(cx + side / 2))), int(min(H, math.ceil(cy + side / 2)))
-    crop = rgb[y0:y1, x0:x1]
-    if crop.size == 0:
-        return np.zeros((size, size, 3), np.uint8)
-    scale = size / max(crop.shape[:2])
-    if scale < 1:
-        crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))),
-                          interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(crop)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -519,7 +500,7 @@ class FaceTracker:
         if tr.best_face is None or w > tr.best_weight:
             tr.best_weight, tr.best_face, tr.best_time = w, face, time
             if rgb is not None and self.options.thumbnails:
-                tr.thumbnail = thumbnail(rgb, face.box)
+                tr.thumbnail = thumbnail(rgb, face.box, _THUMB)
 
     def _extend(self, tr: LiveTrack, time: float, duration: float, face: Face, e: np.ndarray | None, w: float,
                 cheap: float, rgb: np.ndarray | None, confident: bool = True) -> None:
