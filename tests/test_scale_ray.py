@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 
 import numpy as np
 import pytest
@@ -221,3 +222,64 @@ def test_index_help_says_what_runs_on_ray(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--engine {local,ray}" in text and "--ray-address" in text
     assert "videos and animated GIFs are indexed in this process" in text
+
+
+# --- facedex clean --engine ray ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_noisy(tmp_path_factory):
+    """Two people: good photos, another person's photo, an upside-down photo, a
+    photo without a face, a broken file and an exact copy."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("noisy") / "src"
+    for person in ("Hugo_Chavez", "Serena_Williams"):
+        (root / person).mkdir(parents=True)
+        for f in lfw_images(person)[:4]:
+            shutil.copy(f, root / person / f.name)
+    main = root / "Hugo_Chavez"
+    shutil.copy(lfw_image("Tony_Blair", 1), main / "wrong.jpg")
+    Image.open(lfw_images("Hugo_Chavez")[5]).rotate(180).save(main / "upside_down.jpg", quality=90)
+    Image.new("RGB", (200, 200), (90, 90, 90)).save(main / "wall.jpg")
+    (main / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    shutil.copy(lfw_images("Hugo_Chavez")[0], main / "copy.jpg")
+    return root
+
+
+def _analyses(dst):
+    from facedex.clean.analyze import ROW_COLUMNS, from_row
+
+    with sqlite3.connect(dst / ".facedex-clean" / "cache.sqlite") as db:
+        return {r[0]: from_row(r[0], r[1:]) for r in db.execute(f"SELECT sha256, {', '.join(ROW_COLUMNS)} "
+                                                                 "FROM analysis")}
+
+
+def test_ray_clean_gives_the_local_engine_s_analyses_and_decisions(local_ray, tiny_noisy, tmp_path, capsys):
+    from facedex.cli.main import main
+
+    def clean(dst, *extra):
+        code = main(["clean", str(tiny_noisy), str(dst), "--json", *extra])
+        return code, check_schema("clean", json.loads(capsys.readouterr().out))
+
+    code_a, want = clean(tmp_path / "local")
+    code_b, got = clean(tmp_path / "ray", "--engine", "ray", "--ray-actors", "2")
+    assert code_a == code_b and got["analysed"] == want["analysed"] == 12  # 13 images, one a copy
+    key = lambda doc: sorted((r["person"], r["source"], r["reason"]) for r in doc["rejections"])  # noqa: E731
+    assert key(got) == key(want)
+    assert {r for _, s, r in key(got) if "Hugo_Chavez/" in s} >= {"no_face", "unreadable", "duplicate"}
+    assert {k: got[k] for k in ("kept", "rejected", "by_reason")} == {k: want[k] for k in ("kept", "rejected",
+                                                                                            "by_reason")}
+    a, b = _analyses(tmp_path / "local"), _analyses(tmp_path / "ray")
+    assert sorted(a) == sorted(b)
+    assert sum(x.rotation == 2 for x in b.values()) == 1  # the upside-down photo, recovered on Ray too
+    for sha in a:
+        x, y = a[sha], b[sha]
+        assert (x.width, x.height, x.rotation, len(x.faces), bool(x.error)) == \
+            (y.width, y.height, y.rotation, len(y.faces), bool(y.error))
+        for f, g in zip(x.faces, y.faces):
+            np.testing.assert_allclose(f.face.box, g.face.box, atol=1.0)
+            assert float(f.embedding @ g.embedding) / float(np.linalg.norm(f.embedding) *
+                                                           np.linalg.norm(g.embedding)) > 0.999
+    # again: every analysis is in the cache, nothing goes to Ray
+    code_c, again = clean(tmp_path / "ray", "--engine", "ray")
+    assert code_c == code_b and again["analysed"] == 0 and again["reused_from_cache"] == 12
+    assert key(again) == key(got)

@@ -24,7 +24,7 @@ import os
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import models
 from ..errors import CleanError, ConfigError, FacedexError, SourcesFileError
@@ -45,6 +45,9 @@ from .output import (
     wide_crop,
 )
 from .scan import SourcesIndex, read_sources, scan
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..engines.ray import RayOptions
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +126,15 @@ def clean(
     report_html: str | os.PathLike | None = None,
     progress: Callable[[str, int, int | None], None] | None = None,
     stop: threading.Event | None = None,
+    ray: "RayOptions | None" = None,
 ) -> CleanReport:
     """Clean ``src`` into ``dst``; see the module documentation.
 
     Setting ``stop`` (from another thread or a signal handler) ends the run after
     the batch of images in hand with an ``interrupted`` report; what finished is kept and
-    the same call continues from there."""
+    the same call continues from there. ``ray``: analyse the images on Ray with
+    these options (:meth:`facedex.clean.analyze.Analyzer.analyze_on_ray`); the
+    decisions and the outputs are made here either way."""
     cfg = config or CleanConfig()
     src_p, dst_p = Path(src), Path(dst)
     if not src_p.is_dir():
@@ -155,7 +161,7 @@ def clean(
         raise CleanError(f"cannot write to {dst_p} ({err.strerror or err})") from err
     try:
         return _run(src_p, dst_p, cfg, images, problems, src_index, pipeline, cache, tau, tau_pair,
-                    wide_margin, wide_size, report_html, progress, stop or threading.Event())
+                    wide_margin, wide_size, report_html, progress, stop or threading.Event(), ray, runtime)
     finally:
         cache.close()
 
@@ -169,7 +175,8 @@ def _hash(path: Path) -> str:
 
 
 def _run(src_p, dst_p, cfg, images, problems, src_index, pipeline, cache, tau, tau_pair,
-         wide_margin, wide_size, report_html, progress, stop: threading.Event) -> CleanReport:
+         wide_margin, wide_size, report_html, progress, stop: threading.Event, ray=None,
+         runtime: str | None = None) -> CleanReport:
     def tick(stage: str, n: int, total: int | None) -> None:
         if progress:
             progress(stage, n, total)
@@ -199,8 +206,11 @@ def _run(src_p, dst_p, cfg, images, problems, src_index, pipeline, cache, tau, t
     analyzer = Analyzer(pipeline)
     todo = [(sha_of[im.rel], im.path) for im in images if sha_of[im.rel] not in unreadable]
     before = {sha for sha, _ in todo if cache.get(sha, analyzer.key) is not None}
-    analyses: dict[str, ImageAnalysis] = analyzer.analyze(todo, cache, progress=lambda n: tick("analyse", n, len(todo)),
-                                                          stop=stop)
+    analysed_tick = lambda n: tick("analyse", n, len(todo))  # noqa: E731
+    if ray is not None:
+        analyses = analyzer.analyze_on_ray(todo, cache, ray, runtime, progress=analysed_tick, stop=stop)
+    else:
+        analyses = analyzer.analyze(todo, cache, progress=analysed_tick, stop=stop)
     analysed = len(set(analyses) - before)
     if stop.is_set():
         return interrupted("analyse", analysed, len(before))

@@ -1,9 +1,17 @@
 """Per-image analysis for `clean`: decode, detect (recovering rotated images),
 align, measure quality, embed. Cached by content hash in DST, so re-runs only
-analyse new images and give the same result."""
+analyse new images and give the same result.
+
+With ``--engine ray`` (:meth:`Analyzer.analyze_on_ray`) the images not in the
+cache are analysed by :class:`RayAnalyzer` actors (each loads the models once)
+through :func:`facedex.engines.ray.map_files`, and each batch that comes back
+goes into the same cache, in the cache's own row format: the cache is the
+resume point (no Parquet shards are needed), and every later step of `clean`
+reads the analyses as it always does."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -12,7 +20,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -22,6 +30,9 @@ from ..faces.quality import Quality, assess
 from ..media import decode_image, read_file
 from ..pipeline import FacePipeline
 from ..types import Face
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..engines.ray import RayOptions
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +99,33 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(x @ y) / den if den > 0 else 0.0
 
 
+#: One analysis as the cache stores it (and as Ray actors send it back), after its sha256.
+ROW_COLUMNS = ("width", "height", "rotation", "error", "faces", "embeddings", "signatures", "thumb")
+
+
+def to_row(a: ImageAnalysis) -> tuple:
+    """``a`` as a row of :data:`ROW_COLUMNS` (plain numbers, text and bytes)."""
+    vecs = np.stack([f.embedding for f in a.faces]).astype("<f4").tobytes() if a.faces else b""
+    sigs = np.stack([f.signature for f in a.faces]).astype(np.uint8).tobytes() if a.faces else b""
+    thumb = a.thumb.astype(np.uint8).tobytes() if a.thumb is not None else None
+    return (a.width, a.height, a.rotation, a.error, json.dumps([f.to_json() for f in a.faces]), vecs, sigs, thumb)
+
+
+def from_row(sha: str, row: Sequence) -> ImageAnalysis:
+    """The analysis of ``sha`` from a row of :data:`ROW_COLUMNS`."""
+    w, h, rot, err, faces_json, blob, sigs, thumb = row
+    faces = []
+    if faces_json:
+        meta = json.loads(faces_json)
+        vecs = np.frombuffer(blob, dtype="<f4").reshape(len(meta), -1) if meta else []
+        sig = np.frombuffer(sigs, dtype=np.uint8).reshape(len(meta), -1) if meta else []
+        for m, v, g in zip(meta, vecs, sig):
+            face = Face(tuple(m["box"]), tuple(tuple(p) for p in m["landmarks"]), m["score"])
+            faces.append(FaceInfo(face, Quality(**m["quality"]), v.astype(np.float32), g.copy()))
+    th = np.frombuffer(thumb, dtype=np.uint8).copy() if thumb else None
+    return ImageAnalysis(sha, int(w), int(h), int(rot), tuple(faces), err or None, th)
+
+
 class AnalysisCache:
     """SQLite cache of analyses in ``DST/.facedex-clean/cache.sqlite``; also the
     journal of every file `clean` has written into DST (so only those are ever removed)."""
@@ -107,30 +145,12 @@ class AnalysisCache:
         self.db.execute("CREATE TABLE IF NOT EXISTS outputs (path TEXT PRIMARY KEY)")
 
     def get(self, sha: str, key: str) -> ImageAnalysis | None:
-        row = self.db.execute("SELECT width, height, rotation, error, faces, embeddings, signatures, thumb "
-                              "FROM analysis WHERE sha256 = ? AND key = ?", (sha, key)).fetchone()
-        if row is None:
-            return None
-        w, h, rot, err, faces_json, blob, sigs, thumb = row
-        faces = []
-        if faces_json:
-            meta = json.loads(faces_json)
-            vecs = np.frombuffer(blob, dtype="<f4").reshape(len(meta), -1) if meta else []
-            sig = np.frombuffer(sigs, dtype=np.uint8).reshape(len(meta), -1) if meta else []
-            for m, v, g in zip(meta, vecs, sig):
-                face = Face(tuple(m["box"]), tuple(tuple(p) for p in m["landmarks"]), m["score"])
-                faces.append(FaceInfo(face, Quality(**m["quality"]), v.astype(np.float32), g.copy()))
-        th = np.frombuffer(thumb, dtype=np.uint8).copy() if thumb else None
-        return ImageAnalysis(sha, w, h, rot, tuple(faces), err, th)
+        row = self.db.execute(f"SELECT {', '.join(ROW_COLUMNS)} FROM analysis WHERE sha256 = ? AND key = ?",
+                              (sha, key)).fetchone()
+        return None if row is None else from_row(sha, row)
 
     def put_many(self, key: str, analyses: Iterable[ImageAnalysis]) -> None:
-        rows = []
-        for a in analyses:
-            vecs = np.stack([f.embedding for f in a.faces]).astype("<f4").tobytes() if a.faces else b""
-            sigs = np.stack([f.signature for f in a.faces]).astype(np.uint8).tobytes() if a.faces else b""
-            thumb = a.thumb.astype(np.uint8).tobytes() if a.thumb is not None else None
-            rows.append((a.sha256, key, a.width, a.height, a.rotation, a.error,
-                         json.dumps([f.to_json() for f in a.faces]), vecs, sigs, thumb))
+        rows = [(a.sha256, key, *to_row(a)) for a in analyses]
         self.db.execute("BEGIN")
         self.db.executemany("INSERT OR REPLACE INTO analysis VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         self.db.execute("COMMIT")
@@ -230,6 +250,10 @@ class Analyzer:
                 decoded.append((sha, decode_image(read_file(path), str(path)), None))
             except FacedexError as err:
                 decoded.append((sha, None, str(err)))
+        return self._analyze_decoded(decoded)
+
+    def _analyze_decoded(self, decoded: list[tuple[str, np.ndarray | None, str | None]]) -> list[ImageAnalysis]:
+        """``(sha256, image or None, error or None)`` → analyses, in that order."""
         images = [im for _, im, _ in decoded if im is not None]
         detections = iter(self.pipeline.detector.detect_batch(images))
         pending = []  # (sha, h, w, k, rotated image, faces)
@@ -252,4 +276,87 @@ class Analyzer:
             per[owner].append(FaceInfo(face, assess(face, crop), vec, signature(pending[owner][4], face)))
         for (sha, h, w, k, rimg, _), infos in zip(pending, per):
             results[sha] = ImageAnalysis(sha, w, h, k, tuple(infos), None, image_thumb(rimg))
-        return [results[sha] for sha, _ in chunk]
+        return [results[sha] for sha, _, _ in decoded]
+
+    def analyze_on_ray(self, items: list[tuple[str, Path]], cache: AnalysisCache, options: "RayOptions",
+                       runtime: str | None = None, progress: Callable[[int], None] | None = None,
+                       stop: threading.Event | None = None) -> dict[str, ImageAnalysis]:
+        """:meth:`analyze`, with the images not in the cache analysed on Ray
+        (:class:`RayAnalyzer` actors); each batch is put in the cache as it comes
+        back, so a stopped run keeps what came back. File names that are not
+        valid UTF-8 (Ray's readers need UTF-8) are analysed here. ``runtime``:
+        the inference runtime the actors use (that of this analyzer's pipeline)."""
+        from ..engines.ray import map_files
+
+        key = self.key
+        out: dict[str, ImageAnalysis] = {}
+        remote: dict[str, str] = {}  # path -> sha256
+        local: list[tuple[str, Path]] = []
+        sent: set[str] = set()
+        for sha, path in items:
+            if sha in sent:
+                continue
+            sent.add(sha)
+            hit = cache.get(sha, key)
+            if hit is not None:
+                out[sha] = hit
+                if progress:
+                    progress(1)
+            elif _utf8(str(path)):
+                remote[os.path.abspath(path)] = sha
+            else:
+                local.append((sha, path))
+        kwargs = {"card": self.pipeline.embedder.card.to_dict(),
+                  "detector_config": dataclasses.asdict(self.pipeline.detector.config),
+                  "runtime": runtime, "rotation_probe_below": self.rotation_probe_below,
+                  "rotation_margin": self.rotation_margin}
+        batches = map_files(sorted(remote), RayAnalyzer, kwargs, options)
+        try:
+            for batch in batches:
+                done = [from_row(remote[str(path)], row)
+                        for path, *row in zip(batch["path"], *(batch[c] for c in ROW_COLUMNS))]
+                cache.put_many(key, done)
+                out.update((a.sha256, a) for a in done)
+                if progress:
+                    progress(len(done))
+                if stop is not None and stop.is_set():
+                    return out
+        finally:
+            batches.close()
+        out.update(self.analyze(local, cache, progress=progress, stop=stop))
+        return out
+
+
+def _utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+class RayAnalyzer:
+    """A Ray actor for ``clean --engine ray``: the models load once; each call
+    decodes and analyses a batch of images (``{"bytes", "path"}``) exactly as
+    :class:`Analyzer` does, and returns one row per image: ``path`` and the
+    cache's :data:`ROW_COLUMNS`."""
+
+    def __init__(self, card: dict, detector_config: dict, runtime: str | None, threads: int,
+                 rotation_probe_below: float, rotation_margin: float):
+        from ..engines.ray import actor_pipeline
+
+        self.analyzer = Analyzer(actor_pipeline(card, detector_config, runtime, threads),
+                                 rotation_probe_below=rotation_probe_below, rotation_margin=rotation_margin)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        decoded: list[tuple[str, np.ndarray | None, str | None]] = []
+        for data, path in zip(batch["bytes"], batch["path"]):
+            try:
+                decoded.append((str(path), decode_image(bytes(data), str(path)), None))
+            except FacedexError as err:
+                decoded.append((str(path), None, str(err)))
+        rows = [to_row(a) for a in self.analyzer._analyze_decoded(decoded)]
+        cols: dict[str, Any] = {"path": np.array([str(p) for p in batch["path"]], dtype=object)}
+        for n, name in enumerate(ROW_COLUMNS):
+            cols[name] = np.array([r[n] for r in rows], dtype=object)
+        return cols

@@ -67,6 +67,11 @@ def register(sub) -> None:
                    help="size of the wider crop")
     g.add_argument("--embedder", default=DEFAULT_EMBEDDER, metavar="NAME|PATH", help="embedder used to compare faces")
     add_detector_options(p, min_face=40.0)
+    from .scale import add_engine_options  # issue #16: --engine ray, --ray-address
+
+    add_engine_options(p, "clean: the images are analysed (decoded, detected with rotation recovery, aligned, "
+                          "embedded) on Ray, each batch kept in DST's analysis cache as it comes back (the cache is "
+                          "the resume point); the decisions and the outputs are made in this process", shards=False)
     _set_help(p, "--min-face", "reject faces whose shorter box side is below PX pixels (reason too_small); "
                                "detection looks for faces down to 16 px so that these are reported, "
                                "not missed")
@@ -79,6 +84,7 @@ def _set_help(parser: argparse.ArgumentParser, option: str, text: str) -> None:
 
 def cmd_clean(args: argparse.Namespace) -> int:
     from ..clean import DETECT_MIN_FACE, CleanConfig, clean
+    from .scale import ray_options
 
     cfg = CleanConfig(min_face=args.min_face, min_sharpness=args.min_sharpness, max_yaw=args.max_yaw,
                       max_pitch=args.max_pitch, outlier_threshold=args.outlier_threshold,
@@ -108,7 +114,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
             report = clean(args.src, args.dst, cfg, sources=args.sources,
                            embedder=args.embedder, detector_config=det,
                            runtime=args.runtime, wide_margin=args.margin, wide_size=args.wide_size,
-                           report_html=args.report, progress=tick, stop=stop)
+                           report_html=args.report, progress=tick, stop=stop, ray=ray_options(args))
     except KeyboardInterrupt:  # the second Ctrl-C: stopped at once; finished work is in DST's cache
         close_bars()
         if args.json:

@@ -73,14 +73,15 @@ def register(sub) -> None:
 
 
 # --- enroll --engine ----------------------------------------------------------------------------
-def add_engine_options(p: argparse.ArgumentParser, note: str = "") -> None:
-    """``--engine`` and the Ray options, for ``facedex enroll`` and ``facedex index``
-    (``note``: what the command does on Ray, added to ``--engine``'s help)."""
+def add_engine_options(p: argparse.ArgumentParser, note: str = "", *, shards: bool = True) -> None:
+    """``--engine`` and the Ray options, for ``facedex enroll``, ``index`` and ``clean``
+    (``note``: what the command does on Ray, added to ``--engine``'s help;
+    ``shards``: whether it writes Parquet shards, and takes ``--shards``)."""
     g = p.add_argument_group("batch engine (docs/scale.md)")
     g.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="local: this process; ray: Ray Data with a pool of embedding actors, results written as "
-                        "Parquet shards then loaded (resumable: finished shards are skipped). Needs facedex[ray]"
-                        + (f". {note}" if note else ""))
+                   help="local: this process; ray: Ray Data with a pool of embedding actors"
+                        + (", results written as Parquet shards then loaded (resumable: finished shards are skipped)"
+                           if shards else "") + ". Needs facedex[ray]" + (f". {note}" if note else ""))
     g.add_argument("--ray-address", metavar="ADDR",
                    help="attach to this Ray cluster (ray://HEAD:10001, or auto on a cluster node); "
                         "default: start a local Ray on this machine's CPUs")
@@ -88,8 +89,9 @@ def add_engine_options(p: argparse.ArgumentParser, note: str = "") -> None:
                    help="embedding actors (default: the cluster's CPUs / --ray-cpus-per-actor)")
     g.add_argument("--ray-cpus-per-actor", type=bounded(int, 1), default=1, metavar="N",
                    help="CPUs each actor reserves, and onnxruntime's threads in it")
-    g.add_argument("--shards", metavar="DIR", help="where shards are written (default: GALLERY.shards/ beside it)")
-    g.add_argument("--shard-size", type=bounded(int, 1), default=1000, metavar="N", help="images per shard")
+    if shards:
+        g.add_argument("--shards", metavar="DIR", help="where shards are written (default: GALLERY.shards/ beside it)")
+        g.add_argument("--shard-size", type=bounded(int, 1), default=1000, metavar="N", help="images per shard")
 
 
 def enroll_with_engine(gallery, args: argparse.Namespace, tick: Callable) -> list[str]:
@@ -112,7 +114,7 @@ def ray_options(args: argparse.Namespace):
     from ..engines.ray import RayOptions
 
     return RayOptions(address=args.ray_address, actors=args.ray_actors, cpus_per_actor=args.ray_cpus_per_actor,
-                      shards=args.shards, shard_size=args.shard_size).check()
+                      shards=getattr(args, "shards", None), shard_size=getattr(args, "shard_size", 1000)).check()
 
 
 # --- export / import -----------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """Batch work on a Ray cluster: detect and embed many images with Ray Data.
 
 ``facedex enroll GALLERY SOURCE --engine ray`` (and :func:`embed_files` for
-other batch jobs: ``facedex index``, the embedding step of ``clean``):
+``facedex index --engine ray``, which also asks the actors for each face's
+quality, crop and image size; :func:`map_files` runs another job's actor —
+``facedex clean --engine ray``'s analysis — over files and hands back its
+batches):
 
 1. The inputs are listed on the driver exactly as the local engine lists them
    (person folders, files recognised by content; what is ignored or fails at
@@ -40,7 +43,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -129,6 +132,51 @@ def ray_session(options: RayOptions):
 
 
 # --- the work done in each actor --------------------------------------------------------------------
+def actor_pipeline(card: dict, detector_config: dict, runtime: str | None, threads: int):
+    """The :class:`facedex.pipeline.FacePipeline` an actor runs: the embedder of
+    ``card`` (the registered one when it is the same model), the detector
+    settings, onnxruntime on ``threads`` threads (the actor's CPUs)."""
+    os.environ["FACEDEX_THREADS"] = str(max(1, int(threads)))
+    from .. import models
+    from ..faces.detect import DetectorConfig
+    from ..pipeline import FacePipeline
+
+    stored = models.ModelCard.from_dict(card)
+    registered = models.CARDS.get(stored.name)
+    card_obj = registered if registered is not None and registered.id == stored.id else stored
+    return FacePipeline(embedder=card_obj, detector_config=DetectorConfig(**detector_config), runtime=runtime)
+
+
+def _dataset(ray, paths: Sequence[str], actor: type, actor_kwargs: dict[str, Any], options: RayOptions):
+    """Ray Data reading ``paths`` as binary into ``map_batches(actor)`` on a pool of
+    long-lived actors; returns the dataset and the pool's size."""
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    actors = options.actors or max(1, cpus // options.cpus_per_actor)
+    # reading is light: its tasks must not wait for CPUs the actors hold
+    ds = ray.data.read_binary_files(list(paths), include_paths=True, num_cpus=0,
+                                    override_num_blocks=max(1, min(len(paths) // 16 + 1, 16 * actors)))
+    ds = ds.map_batches(actor, fn_constructor_kwargs={**actor_kwargs, "threads": options.cpus_per_actor},
+                        batch_size=options.batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
+                        num_cpus=options.cpus_per_actor, batch_format="numpy")
+    return ds, actors
+
+
+def map_files(paths: Sequence[str], actor: type, actor_kwargs: dict[str, Any],
+              options: RayOptions | None = None) -> Iterator[dict[str, Any]]:
+    """Run ``actor`` (a class: ``actor(**actor_kwargs, threads=N)`` once per actor,
+    then called with batches ``{"bytes", "path"}`` of numpy arrays) over the files
+    ``paths`` on Ray, and yield its output batches (numpy columns) as they come
+    back, in no particular order. For batch jobs whose results are kept by the
+    caller as they arrive (``facedex clean --engine ray``: its analysis cache).
+    Closing the generator ends the Ray session it started."""
+    options = (options or RayOptions()).check()
+    if not paths:
+        return
+    with ray_session(options) as ray:
+        ds, _ = _dataset(ray, paths, actor, actor_kwargs, options)
+        yield from ds.iter_batches(batch_format="numpy", batch_size=None)
+
+
 class FaceActor:
     """A long-lived Ray actor: the models load once; each call decodes, detects,
     aligns and embeds a batch of images (``{"bytes", "path"}``).
@@ -146,16 +194,7 @@ class FaceActor:
 
     def __init__(self, card: dict, detector_config: dict, runtime: str | None, threads: int,
                  faces: str = "one", multiple: str = "auto", quality: bool = False, crops: bool = False):
-        os.environ["FACEDEX_THREADS"] = str(max(1, int(threads)))
-        from .. import models
-        from ..faces.detect import DetectorConfig
-        from ..pipeline import FacePipeline
-
-        stored = models.ModelCard.from_dict(card)
-        registered = models.CARDS.get(stored.name)
-        card_obj = registered if registered is not None and registered.id == stored.id else stored
-        self.pipeline = FacePipeline(embedder=card_obj, detector_config=DetectorConfig(**detector_config),
-                                     runtime=runtime)
+        self.pipeline = actor_pipeline(card, detector_config, runtime, threads)
         self.dim = self.pipeline.embedder.dim
         self.faces, self.multiple, self.quality, self.crops = faces, multiple, quality, crops
 
@@ -370,17 +409,7 @@ def run_shards(shards: list[Shard], folder: Path, prefix: str, meta: dict[str, A
     by_number = {s.number: s for s in todo}
     dim = int(meta["embedder"].get("embedding_dim") or 128)
     with ray_session(options) as ray:
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        actors = options.actors or max(1, cpus // options.cpus_per_actor)
-        run.actors = actors
-        paths = sorted(where)
-        # reading is light: its tasks must not wait for CPUs the actors hold
-        ds = ray.data.read_binary_files(paths, include_paths=True, num_cpus=0,
-                                        override_num_blocks=max(1, min(len(paths) // 16 + 1, 16 * actors)))
-        ds = ds.map_batches(FaceActor, fn_constructor_kwargs={**actor_kwargs, "threads": options.cpus_per_actor},
-                            batch_size=options.batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
-                            num_cpus=options.cpus_per_actor,
-                            batch_format="numpy")
+        ds, run.actors = _dataset(ray, sorted(where), FaceActor, actor_kwargs, options)
         all_faces = actor_kwargs.get("faces") == "all"
         pending: dict[int, list[dict[str, Any]]] = {}
         have: dict[int, dict[str, int]] = {}  # shard -> path -> rows received
@@ -599,5 +628,5 @@ def embed_files(gallery: "Gallery", paths: Sequence[str | os.PathLike], *, optio
     return run_shards(shards, folder, prefix, meta, actor_kwargs, options, on_shard=on_shard)
 
 
-__all__ = ["BatchRun", "FaceActor", "RayOptions", "embed_files", "enroll", "load_shards", "make_shards",
-           "ray_session", "require_ray", "shard_folder"]
+__all__ = ["BatchRun", "FaceActor", "RayOptions", "actor_pipeline", "embed_files", "enroll", "load_shards",
+           "make_shards", "map_files", "ray_session", "require_ray", "shard_folder"]
