@@ -73,7 +73,8 @@ def score(truth: dict, manifest: list[dict]) -> dict:
 
 def identification(truth: dict, manifest: list[dict], src: Path, strangers: int = 500) -> dict:
     """rank-1 and FNIR at FPIR 1 % for galleries enrolled from the noisy and the cleaned folders."""
-    from facedex.evaluate.identification import open_set, person_scores
+    from facedex.evaluate.identification import open_set
+    from facedex.identify import evidence_scores
     from facedex.evaluate.lfw import embed_central_faces
     from facedex.faces.detect import central_face  # noqa: F401  (the protocol's face choice)
     from facedex.media import load_image
@@ -112,10 +113,10 @@ def identification(truth: dict, manifest: list[dict], src: Path, strangers: int 
     out = {}
     for name, vecs, labs in (("noisy", noisy_vecs, noisy_labels), ("cleaned", clean_vecs, clean_labels)):
         g, gl = np.stack(vecs), np.array(labs)
-        ps = person_scores(probes @ g.T, gl, len(names))
+        ps = evidence_scores(probes, g, gl, len(names))
         top = ps.argmax(1)
         gen_top = ps[np.arange(len(ps)), top]
-        ss = person_scores(others @ g.T, gl, len(names)).max(1)
+        ss = evidence_scores(others, g, gl, len(names)).max(1)
         (r,) = open_set(gen_top, top == probe_labels, ss, targets=[0.01])
         out[name] = {"gallery_faces": len(g), "rank1": float(np.mean(top == probe_labels)),
                      "fnir_at_fpir_0.01": r.fnir, "threshold": r.threshold}

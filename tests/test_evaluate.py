@@ -14,9 +14,9 @@ from facedex.evaluate.identification import (
     det_curve,
     evaluate_identification,
     open_set,
-    person_scores,
     split_dataset,
 )
+from facedex.identify import evidence_scores, person_templates
 from facedex.evaluate.lfw import best_accuracy_threshold, evaluate_lfw, read_pairs, verification_metrics
 
 from .conftest import KNOWN, LFW, PAIRS, check_schema, lfw_images, strangers
@@ -70,11 +70,19 @@ def test_open_set_rates_and_det_curve_hand_computed():
     assert fp[i] == pytest.approx(0.6) and fn[i] == pytest.approx(0.2)  # at t=0.5: 6 strangers pass; one wrong name
 
 
-def test_person_scores_takes_the_best_face_per_person():
-    sims = np.array([[0.1, 0.9, 0.3, 0.2], [0.5, 0.1, 0.2, 0.8]], np.float32)
-    labels = np.array([0, 1, 0, 2])
-    assert np.allclose(person_scores(sims, labels, 4)[:, :3], [[0.3, 0.9, 0.2], [0.5, 0.1, 0.8]])
-    assert np.isneginf(person_scores(sims, labels, 4)[:, 3]).all()  # person 3 has no face
+def test_evidence_max_takes_the_best_face_and_template_the_mean_direction():
+    # four unit faces in 2-D: person 0 at 0 and 90 degrees, person 1 at 45, person 2 at 180
+    faces = np.array([[1, 0], [0, 1], [np.sqrt(.5), np.sqrt(.5)], [-1, 0]], np.float32)
+    labels = np.array([0, 0, 1, 2])
+    probe = np.array([[1, 0]], np.float32)
+    best = evidence_scores(probe, faces, labels, 4, "max")
+    assert np.allclose(best[0, :3], [1.0, np.sqrt(.5), -1.0]) and np.isneginf(best[0, 3])  # person 3: no face
+    mean = evidence_scores(probe, faces, labels, 4, "template")
+    # person 0's template is the mean of its faces, at 45 degrees: the probe scores cos 45, not 1
+    assert np.allclose(mean[0, :3], [np.sqrt(.5), np.sqrt(.5), -1.0]) and np.isneginf(mean[0, 3])
+    assert np.allclose(person_templates(faces, labels, 3)[0], [np.sqrt(.5), np.sqrt(.5)])
+    with pytest.raises(ConfigError, match="evidence"):
+        evidence_scores(probe, faces, labels, 4, "median")
 
 
 def _mini_pairs(tmp_path, per_fold=15, folds=2):

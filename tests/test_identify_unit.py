@@ -67,12 +67,35 @@ def test_empty_identifier_answers_unknown():
 def test_best_match_scores_excludes_person_or_self():
     vecs = np.stack([unit(1, 0), unit(1, 0.1), unit(0, 1), unit(0.1, 1)])
     labels = np.array([0, 0, 1, 1])
-    strangers, lab = best_match_scores(vecs, labels, np.array([0, 2]), exclude="person")
+    strangers, lab = best_match_scores(vecs, labels, np.array([0, 2]), exclude="person", evidence="max")
     assert list(lab) == [1, 0]
     assert strangers[0] == pytest.approx(float(vecs[0] @ vecs[3]), abs=1e-6)
+    genuine, lab = best_match_scores(vecs, labels, np.array([0, 2]), exclude="self", evidence="max")
+    assert list(lab) == [0, 1]
+    assert genuine[0] == pytest.approx(float(vecs[0] @ vecs[1]), abs=1e-6)
+    # the default evidence is the person's template: the mean of their faces (for a
+    # genuine search, of their *other* faces: here the one other face itself)
+    t1 = vecs[2] + vecs[3]
+    strangers, lab = best_match_scores(vecs, labels, np.array([0, 2]), exclude="person")
+    assert list(lab) == [1, 0]
+    assert strangers[0] == pytest.approx(float(vecs[0] @ t1 / np.linalg.norm(t1)), abs=1e-6)
     genuine, lab = best_match_scores(vecs, labels, np.array([0, 2]), exclude="self")
     assert list(lab) == [0, 1]
     assert genuine[0] == pytest.approx(float(vecs[0] @ vecs[1]), abs=1e-6)
+
+
+def test_identifier_scores_people_by_their_template():
+    # person A: two faces either side of the probe; person B: one face nearer the
+    # probe than either of A's. Best single face says B; A's template (the mean) is nearer.
+    a1, a2, b = unit(1, 0.5), unit(1, -0.5), unit(1, 0.3)
+    probe = unit(1, 0)
+    vecs, labels = np.stack([a1, a2, b]), np.array([0, 0, 1])
+    (by_max,) = Identifier(evidence="max").fit(vecs, labels, ["A", "B"]).decide(probe[None], threshold=0.5)
+    (by_tpl,) = Identifier().fit(vecs, labels, ["A", "B"]).decide(probe[None], threshold=0.5)
+    assert by_max.name == "B"
+    assert by_tpl.name == "A" and by_tpl.similarity == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(ConfigError, match="evidence"):
+        Identifier(evidence="vote")
 
 
 def test_calibrate_separable_people():

@@ -7,7 +7,9 @@ one *stranger* probe each, and (for the gallery-size sweep) others are added
 to the gallery as *distractor* identities that are never searched for.
 
 Decisions follow :class:`facedex.identify.Identifier`: a person's evidence is
-the best cosine similarity to any of their faces; a search returns the best
+the cosine similarity to their template (the normalised mean of their enrolled
+faces; ``evidence="max"``: the best similarity to any one face), computed by
+the same :func:`facedex.identify.evidence_scores`; a search returns the best
 person when that evidence reaches the threshold. Rates follow NIST FRVT 1:N:
 
 * rank-k (closed set): share of genuine searches whose person is among the k
@@ -33,7 +35,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import ConfigError, DatasetError
-from ..identify import calibrate, fnir_at, fpir_at, threshold_at_fpir
+from ..identify import calibrate, evidence_scores, fnir_at, fpir_at, threshold_at_fpir
 from ..media import IMAGE_SUFFIXES
 from ..pipeline import FacePipeline
 from .lfw import embed_central_faces
@@ -121,17 +123,6 @@ def split_dataset(data_dir: str | Path, *, min_images: int = 10, gallery_per_per
     )
 
 
-def person_scores(sims: np.ndarray, labels: np.ndarray, n_people: int) -> np.ndarray:
-    """Per probe and person, the best similarity to that person's faces."""
-    order = np.argsort(labels, kind="stable")
-    lab_sorted = labels[order]
-    starts = np.searchsorted(lab_sorted, np.arange(n_people))
-    present = np.bincount(labels, minlength=n_people) > 0
-    out = np.full((sims.shape[0], n_people), -np.inf, dtype=np.float32)
-    if sims.shape[0] and present.any():
-        red = np.maximum.reduceat(sims[:, order], starts[present], axis=1)
-        out[:, present] = red
-    return out
 
 
 @dataclass
@@ -206,11 +197,11 @@ class IdentificationResult:
 
 
 def _searches(probe_vecs: np.ndarray, gallery_vecs: np.ndarray, gallery_labels: np.ndarray,
-              n_people: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """Per probe: the person scores matrix reduced to (top score, top person) and the full ranking."""
+              n_people: int, evidence: str = "template", chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Per probe: the person scores matrix reduced to (top score, top person)."""
     tops, tops_lab = [], []
     for i in range(0, len(probe_vecs), chunk):
-        ps = person_scores(probe_vecs[i : i + chunk] @ gallery_vecs.T, gallery_labels, n_people)
+        ps = evidence_scores(probe_vecs[i : i + chunk], gallery_vecs, gallery_labels, n_people, evidence)
         tops_lab.append(np.argmax(ps, axis=1))
         tops.append(ps[np.arange(len(ps)), tops_lab[-1]])
     if not tops:
@@ -218,10 +209,11 @@ def _searches(probe_vecs: np.ndarray, gallery_vecs: np.ndarray, gallery_labels: 
     return np.concatenate(tops), np.concatenate(tops_lab)
 
 
-def _ranks(probe_vecs, probe_labels, gallery_vecs, gallery_labels, n_people, chunk: int = 2048) -> np.ndarray:
+def _ranks(probe_vecs, probe_labels, gallery_vecs, gallery_labels, n_people, evidence: str = "template",
+           chunk: int = 2048) -> np.ndarray:
     ranks = []
     for i in range(0, len(probe_vecs), chunk):
-        ps = person_scores(probe_vecs[i : i + chunk] @ gallery_vecs.T, gallery_labels, n_people)
+        ps = evidence_scores(probe_vecs[i : i + chunk], gallery_vecs, gallery_labels, n_people, evidence)
         true = ps[np.arange(len(ps)), probe_labels[i : i + chunk]]
         ranks.append(1 + (ps > true[:, None]).sum(axis=1))
     return np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
@@ -239,6 +231,7 @@ def evaluate_identification(
     max_probes_per_person: int | None = None,
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    evidence: str = "template",
 ) -> IdentificationResult:
     """The 1:N protocol on a folder-per-person dataset (see the module doc). Options
     and the dataset's layout are checked before any image is embedded."""
@@ -277,16 +270,16 @@ def evaluate_identification(
     p_vecs, s_vecs, d_vecs = v[a:b], v[b:c], v[c:]
     n_people = len(names)
 
-    ranks = _ranks(p_vecs, genuine_labels, g_vecs, g_labels, n_people)
-    gen_top, gen_lab = _searches(p_vecs, g_vecs, g_labels, n_people)
+    ranks = _ranks(p_vecs, genuine_labels, g_vecs, g_labels, n_people, evidence)
+    gen_top, gen_lab = _searches(p_vecs, g_vecs, g_labels, n_people, evidence)
     gen_ok = gen_lab == genuine_labels
-    str_top, _ = _searches(s_vecs, g_vecs, g_labels, n_people)
+    str_top, _ = _searches(s_vecs, g_vecs, g_labels, n_people, evidence)
     rates = open_set(gen_top, gen_ok, str_top) if len(str_top) else []
 
     cal = {}
     if len(str_top):
         for target in FPIR_TARGETS:
-            cres = calibrate(g_vecs, g_labels, target)
+            cres = calibrate(g_vecs, g_labels, target, evidence=evidence)
             cal[str(target)] = {
                 "threshold": round(cres.threshold, 5),
                 "fpir_on_real_strangers": round(fpir_at(str_top, cres.threshold), 5),
@@ -300,8 +293,8 @@ def evaluate_identification(
         n_d = max(0, min(size - n_people, len(d_vecs)))
         sv = np.concatenate([g_vecs, d_vecs[:n_d]])
         sl = np.concatenate([g_labels, n_people + np.arange(n_d)])
-        gt, gl = _searches(p_vecs, sv, sl, n_people + n_d)
-        st, _ = _searches(s_vecs, sv, sl, n_people + n_d)
+        gt, gl = _searches(p_vecs, sv, sl, n_people + n_d, evidence)
+        st, _ = _searches(s_vecs, sv, sl, n_people + n_d, evidence)
         entry = {"identities": n_people + n_d, "distractors": n_d, "faces": int(len(sv))}
         if n_people + n_d < size:
             entry["note"] = f"only {n_d} distractor identities available"

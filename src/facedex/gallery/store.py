@@ -647,6 +647,28 @@ class GalleryStore:
         vectors = np.frombuffer(blob, dtype="<f4").reshape(n, dim if dim else -1).astype(np.float32) if n else np.zeros((0, dim), np.float32)
         return EmbeddingTable(face_ids=ids, labels=labels, names=names, vectors=vectors)
 
+    def person_templates(self, chunk: int = 50_000) -> np.ndarray:
+        """One row per person, in the order of :meth:`face_labels`' names (people
+        ordered by id): the normalised mean of the person's embeddings (see
+        :func:`facedex.identify.identifier.person_templates`). Read in chunks, so a
+        gallery of millions of faces never holds all its vectors at once."""
+        dim = int(self.embedder_card().get("embedding_dim") or 0)
+        ids = [r[0] for r in self._conn.execute("SELECT id FROM people ORDER BY id")]
+        pos = {pid: i for i, pid in enumerate(ids)}
+        sums = np.zeros((len(ids), dim), np.float64)
+        cur = self._conn.execute("SELECT person_id, embedding FROM faces")
+        while True:
+            rows = cur.fetchmany(chunk)
+            if not rows:
+                break
+            lab = np.fromiter((pos[r[0]] for r in rows), dtype=np.int64, count=len(rows))
+            blob = b"".join(r[1] for r in rows)
+            if len(blob) != len(rows) * dim * 4:
+                raise GalleryError(f"{self.path}: stored embeddings do not have {dim} dimensions; the file is damaged")
+            np.add.at(sums, lab, np.frombuffer(blob, dtype="<f4").reshape(len(rows), dim))
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        return (sums / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
     def vectors_of(self, person: str) -> np.ndarray:
         """The embeddings of one person (``(0, dim)`` when not enrolled)."""
         dim = int(self.embedder_card().get("embedding_dim") or 0)

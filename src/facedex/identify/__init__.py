@@ -18,7 +18,7 @@ from .calibrate import (
     fpir_at,
     threshold_at_fpir,
 )
-from .identifier import Identifier
+from .identifier import EVIDENCE, Identifier, evidence_scores, person_templates
 
-__all__ = ["Calibration", "Identifier", "best_match_scores", "calibrate", "fnir_at", "fpir_at",
+__all__ = ["EVIDENCE", "Calibration", "Identifier", "evidence_scores", "person_templates", "best_match_scores", "calibrate", "fnir_at", "fpir_at",
            "threshold_at_fpir"]

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CalibrationError, ConfigError
+from .identifier import check_evidence, person_templates
 
 log = logging.getLogger(__name__)
 
@@ -28,22 +29,49 @@ def best_match_scores(
     query_rows: np.ndarray,
     *,
     exclude: str,
+    evidence: str = "template",
     chunk: int = 1024,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """For each query row: the best similarity to the rest of the set, and its label.
+    """For each query row: the best person's evidence against the rest of the set
+    (as :class:`~facedex.identify.Identifier` scores people, see ``evidence``), and its label.
 
     ``exclude="person"`` leaves out every face of the query's own person (the
     query acts as a stranger to a gallery without them); ``exclude="self"``
-    leaves out only the query face itself (a genuine search).
-    Returns ``(best_similarity, best_label)``; ``-inf`` / ``-1`` when nothing remains.
+    leaves out only the query face itself (a genuine search: its person's
+    template is made of their other faces).
+    Returns ``(best_score, best_label)``; ``-inf`` / ``-1`` when nothing remains.
     """
     if exclude not in ("person", "self"):
         raise ConfigError(f"exclude must be 'person' or 'self', got {exclude!r}")
+    check_evidence(evidence)
     vectors = np.asarray(vectors, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.int64)
     query_rows = np.asarray(query_rows, dtype=np.int64)
     best = np.full(len(query_rows), -np.inf, dtype=np.float32)
     best_lab = np.full(len(query_rows), -1, dtype=np.int64)
+    if evidence == "template" and len(labels):
+        n_people = int(labels.max()) + 1
+        sums = np.zeros((n_people, vectors.shape[1]), np.float64)
+        np.add.at(sums, labels, vectors)
+        counts = np.bincount(labels, minlength=n_people)
+        templates = person_templates(vectors, labels, n_people)
+        for start in range(0, len(query_rows), chunk):
+            rows = query_rows[start : start + chunk]
+            q, own = vectors[rows], labels[rows]
+            sims = q @ templates.T  # (c, people)
+            sims[:, counts == 0] = -np.inf
+            if exclude == "person":
+                sims[np.arange(len(rows)), own] = -np.inf
+            else:  # the person's template without this face
+                rest = sums[own] - q
+                norm = np.linalg.norm(rest, axis=1)
+                loo = np.einsum("ij,ij->i", q, (rest / np.where(norm > 0, norm, 1.0)[:, None]).astype(np.float32))
+                sims[np.arange(len(rows)), own] = np.where(counts[own] > 1, loo, -np.inf)
+            arg = np.argmax(sims, axis=1)
+            val = sims[np.arange(len(rows)), arg]
+            best[start : start + len(rows)] = val
+            best_lab[start : start + len(rows)] = np.where(np.isfinite(val), arg, -1)
+        return best, best_lab
     for start in range(0, len(query_rows), chunk):
         rows = query_rows[start : start + chunk]
         sims = vectors[rows] @ vectors.T  # (c, n)
@@ -112,6 +140,7 @@ def calibrate(
     queries_per_person: int = 10,
     max_queries: int = 20000,
     seed: int = 0,
+    evidence: str = "template",
 ) -> Calibration:
     """Set the open-set threshold from the gallery itself.
 
@@ -133,7 +162,7 @@ def calibrate(
         )
     rng = np.random.default_rng(seed)
     rows = _sample_rows(labels, queries_per_person, max_queries, rng)
-    stranger, _ = best_match_scores(vectors, labels, rows, exclude="person")
+    stranger, _ = best_match_scores(vectors, labels, rows, exclude="person", evidence=evidence)
     thr = threshold_at_fpir(stranger, fpir)
     needed = int(math.ceil(1.0 / fpir))
     low_conf = stranger.size < needed
@@ -142,7 +171,7 @@ def calibrate(
         thr = float(fallback)
     counts = np.bincount(labels)
     gen_rows = rows[counts[labels[rows]] >= 2]
-    gen_sim, gen_lab = best_match_scores(vectors, labels, gen_rows, exclude="self")
+    gen_sim, gen_lab = best_match_scores(vectors, labels, gen_rows, exclude="self", evidence=evidence)
     correct = gen_lab == labels[gen_rows]
     details = {
         "fpir_target": fpir,
@@ -153,6 +182,7 @@ def calibrate(
         "measured_fpir": round(fpir_at(stranger, thr), 6),
         "genuine_searches": int(gen_rows.size),
         "estimated_fnir": round(fnir_at(gen_sim, correct, thr), 6) if gen_rows.size else None,
+        "evidence": evidence,
         "people": int(people.size),
         "faces": int(labels.size),
     }

@@ -34,7 +34,7 @@ from ..pipeline import FacePipeline
 from ..types import Decision, EnrollReport, Face, Identification, Threshold
 from .calibrate import calibrate as calibrate_scores
 from .enroll import MULTIPLE_POLICIES, Enrollment, Progress, agreement_level
-from .identifier import Identifier
+from .identifier import Identifier, person_templates
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,9 @@ class Gallery:
             people_then = details.get("people")
             if data.get("method") == "calibrated" and people_then:
                 now = self._store.counts()["people"]
-                details["stale"] = bool(abs(now - people_then) > max(2, 0.2 * people_then))
+                # calibrated before person templates became the evidence (facedex < 0.3): recalibrate
+                details["stale"] = bool(abs(now - people_then) > max(2, 0.2 * people_then)
+                                        or details.get("evidence", "max") != "template")
             return Threshold(float(data["value"]), data.get("method", "calibrated"), details)
         default = self.embedder_card.default_threshold
         if default is None:
@@ -323,20 +325,22 @@ class Gallery:
                 self._remote = search_engine(backend["engine"]).open(self, backend)
             self._remote.sync(self._store, table.face_ids)
             return Identifier(k=self._k).fit_index(PositionSearch(self._remote, table.face_ids), table.labels,
-                                                   table.names, dim)
+                                                   table.names, dim, templates=self._store.person_templates())
         table = self._store.face_labels()
         desc, params = self.index_recipe(len(table.face_ids))
         if not persistable(desc):
             table = self._store.embeddings()
             index = VectorIndex(dim, desc, params)
             index.add(table.vectors)
-            return Identifier(k=self._k, index=desc).fit_index(index, table.labels, table.names, dim)
+            return Identifier(k=self._k, index=desc).fit_index(
+                index, table.labels, table.names, dim,
+                templates=person_templates(table.vectors, table.labels, len(table.names)))
         p = self._persisted
         if p is None or p.description != desc or p.params != PersistedIndex(self.path, dim, desc, params).params:
             self._persisted = p = PersistedIndex(self.path, dim, desc, params)
         p.sync(self._store, table.face_ids)
         return Identifier(k=self._k, index=desc).fit_index(PositionSearch(p.index, table.face_ids), table.labels,
-                                                           table.names, dim)
+                                                           table.names, dim, templates=self._store.person_templates())
 
     def update_index(self) -> dict | None:
         """Bring the persisted index or the vector database up to date now (after

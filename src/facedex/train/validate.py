@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..evaluate.identification import open_set, person_scores
+from ..evaluate.identification import open_set
+from ..identify import evidence_scores
 from ..evaluate.lfw import fallback_face, read_pairs, verification_metrics
 from ..files import atomic_writer
 from ..names import person_key
@@ -210,12 +211,12 @@ def lfw_subset(lfw_dir: str | Path, pairs_file: str | Path | None, trained: list
 def identification(gallery: np.ndarray, gallery_labels: np.ndarray, probes: np.ndarray, probe_labels: np.ndarray,
                    n_people: int, strangers: np.ndarray | None = None) -> dict[str, Any]:
     """Rank-1, and FNIR at FPIR 1 % and 0.1 %, of held-out images against the training gallery."""
-    ps = person_scores(probes @ gallery.T, gallery_labels, n_people)
+    ps = evidence_scores(probes, gallery, gallery_labels, n_people)
     idx = np.arange(len(probes))
     top = np.argmax(ps, axis=1)
     genuine_top, correct = ps[idx, top], top == probe_labels
     if strangers is not None and len(strangers):
-        stranger_top = person_scores(strangers @ gallery.T, gallery_labels, n_people).max(axis=1)
+        stranger_top = evidence_scores(strangers, gallery, gallery_labels, n_people).max(axis=1)
         source = "strangers folder"
     else:
         others = ps.copy()
