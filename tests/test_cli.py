@@ -55,9 +55,11 @@ def test_enroll_identify_people_forget_calibrate(tmp_path, people):
         assert res["threshold"] == {"value": 0.47, "method": "default"}
         assert Path(res["annotated"]).parent == tmp_path / "ann" and Path(res["annotated"]).is_file()
         for face in res["faces"]:
-            assert set(face) == {"box", "landmarks", "detection_score", "name", "similarity", "candidates"}
+            assert set(face) == {"box", "landmarks", "detection_score", "name", "similarity", "score", "candidates"}
             assert len(face["box"]) == 4 and len(face["landmarks"]) == 5
             assert all(len(p) == 2 for p in face["landmarks"])
+            # the score (similarity less any crowding penalty) is what met the threshold, or did not
+            assert face["score"] <= face["similarity"] + 1e-4 and (face["name"] is None) == (face["score"] < 0.47)
             assert all(set(c) == {"name", "similarity"} for c in face["candidates"])
     names = [{f["name"] for f in res["faces"]} for res in results]
     assert "Hugo_Chavez" in names[0] and "Jean Chrétien" in names[1] and names[2] == {None}

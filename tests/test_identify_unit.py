@@ -113,3 +113,56 @@ def test_calibrate_separable_people():
     assert cal.details["estimated_fnir"] == 0.0  # tight clusters: every genuine search named
     with pytest.raises(CalibrationError):
         calibrate(np.array(vecs[:4], np.float32), np.zeros(4, np.int64))
+
+
+def _clustered(people=40, faces=3, dim=16, spread=0.35, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(people, dim))
+    vecs = np.concatenate([c + spread * rng.normal(size=(faces, dim)) for c in centres])
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    return vecs.astype(np.float32), np.repeat(np.arange(people), faces)
+
+
+def test_crowding_penalty_lowers_only_faces_that_resemble_many_people():
+    vecs, labels = _clustered()
+    names = [f"p{i}" for i in range(40)]
+    plain = Identifier(k=64).fit(vecs, labels, names)
+    crowd = Identifier(k=64, crowd_reference=0.0, cohort=8).fit(vecs, labels, names)
+    probes = vecs[::3] + 0.05
+    for (s0, c0), (s1, c1) in zip(plain.scored_candidates(probes), crowd.scored_candidates(probes)):
+        assert [c.name for c in c0] == [c.name for c in c1]  # the ranking never changes
+        assert s0 == pytest.approx(c0[0].similarity)  # without a reference the score is the similarity
+        assert s1 <= s0 + 1e-6  # a penalty, never a bonus
+    # a reference above every cohort mean leaves the scores alone
+    high = Identifier(k=64, crowd_reference=1.0).fit(vecs, labels, names)
+    assert [s for s, _ in high.scored_candidates(probes)] == pytest.approx([s for s, _ in plain.scored_candidates(probes)])
+    # the penalty is the cohort's mean evidence above the reference, exactly
+    score, cands = Identifier(k=200, max_candidates=40, crowd_reference=0.0, cohort=8).fit(
+        vecs, labels, names).scored_candidates(probes[:1])[0]
+    sims = [c.similarity for c in cands]
+    assert score == pytest.approx(sims[0] - max(0.0, float(np.mean(sims[1:9]))), abs=1e-5)
+    with pytest.raises(ConfigError, match="crowd_reference"):
+        Identifier(crowd_reference=2.0)
+
+
+@pytest.mark.parametrize("evidence", ["template", "max"])
+@pytest.mark.parametrize("crowd", [None, 0.0])
+def test_calibration_searches_score_as_identify_would(evidence, crowd):
+    # calibrate's held-out searches must be the decisions identify makes on a gallery
+    # without that person (strangers) or without that face (genuine)
+    vecs, labels = _clustered(people=25, faces=3, seed=3)
+    rows = np.array([0, 4, 11, 30, 52])
+    stranger, s_lab = best_match_scores(vecs, labels, rows, exclude="person", evidence=evidence,
+                                        crowd_reference=crowd)
+    genuine, g_lab = best_match_scores(vecs, labels, rows, exclude="self", evidence=evidence, crowd_reference=crowd)
+    for i, r in enumerate(rows):
+        keep = labels != labels[r]
+        ident = Identifier(evidence=evidence, crowd_reference=crowd).fit(vecs[keep], labels[keep],
+                                                                         [str(n) for n in range(25)])
+        ((score, cands),) = ident.scored_candidates(vecs[r][None])
+        assert stranger[i] == pytest.approx(score, abs=1e-5) and s_lab[i] == int(cands[0].name)
+        keep = np.arange(len(labels)) != r
+        ident = Identifier(evidence=evidence, crowd_reference=crowd).fit(vecs[keep], labels[keep],
+                                                                         [str(n) for n in range(25)])
+        ((score, cands),) = ident.scored_candidates(vecs[r][None])
+        assert genuine[i] == pytest.approx(score, abs=1e-5) and g_lab[i] == int(cands[0].name)

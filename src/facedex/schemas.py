@@ -45,8 +45,8 @@ THRESHOLD = {**THRESHOLD_BRIEF, "required": ["value", "method"],
                             "calibrated_at": {"type": "string", "format": "date-time"},
                             "set_at": {"type": "string", "format": "date-time"},
                             "stale": BOOL}}
-IDENTIFICATION = {**FACE, "required": FACE["required"] + ["name", "similarity", "candidates"],
-                  "properties": {**FACE["properties"], "name": NULL_STR, "similarity": NUM,
+IDENTIFICATION = {**FACE, "required": FACE["required"] + ["name", "similarity", "score", "candidates"],
+                  "properties": {**FACE["properties"], "name": NULL_STR, "similarity": NUM, "score": NUM,
                                  "candidates": _arr(CANDIDATE)}}
 IMAGE_RESULT = _obj({"input": STR, "kind": {"const": "image"}, "error": NULL_ERROR,
                      "threshold": {"oneOf": [{"type": "null"}, THRESHOLD_BRIEF]},

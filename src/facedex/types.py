@@ -100,11 +100,15 @@ class Candidate:
 @dataclass(frozen=True)
 class Decision:
     """What the gallery answered for one embedding: ``name`` (``None`` for
-    unknown), the ``similarity`` behind it and the closest ``candidates``."""
+    unknown), the ``similarity`` behind it (the best candidate's evidence), the
+    closest ``candidates`` and the ``score`` compared with the threshold (the
+    similarity less any crowding penalty, see :mod:`facedex.identify.identifier`;
+    ``None``: the similarity itself)."""
 
     name: str | None
     similarity: float
     candidates: tuple[Candidate, ...]
+    score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -112,8 +116,10 @@ class Identification:
     """The decision for one face: a person, or ``name=None`` for unknown.
 
     ``similarity`` is the cosine similarity behind the decision — to the named
-    person, or to the closest candidate when the answer is unknown (0.0 for an
-    empty gallery). ``threshold`` is the value it was compared with.
+    person's template, or to the closest candidate's when the answer is unknown
+    (0.0 for an empty gallery). ``score`` is what was compared with
+    ``threshold``: the similarity, less a crowding penalty when the face also
+    resembles many other enrolled people (``None``: equal to the similarity).
     """
 
     face: Face
@@ -121,6 +127,7 @@ class Identification:
     similarity: float
     candidates: tuple[Candidate, ...]
     threshold: float
+    score: float | None = None
 
     @property
     def known(self) -> bool:
@@ -131,6 +138,7 @@ class Identification:
         d.update(
             name=self.name,
             similarity=_r(self.similarity, 4),
+            score=_r(self.similarity if self.score is None else self.score, 4),
             candidates=[c.to_dict() for c in self.candidates],
         )
         return d

@@ -6,11 +6,14 @@ People with fewer images are never enrolled: up to ``num_strangers`` of them giv
 one *stranger* probe each, and (for the gallery-size sweep) others are added
 to the gallery as *distractor* identities that are never searched for.
 
-Decisions follow :class:`facedex.identify.Identifier`: a person's evidence is
-the cosine similarity to their template (the normalised mean of their enrolled
-faces; ``evidence="max"``: the best similarity to any one face), computed by
-the same :func:`facedex.identify.evidence_scores`; a search returns the best
-person when that evidence reaches the threshold. Rates follow NIST FRVT 1:N:
+Decisions are :class:`facedex.identify.Identifier`'s, as ``identify`` makes
+them: the people among the 64 nearest faces, each scored by the cosine
+similarity to their template (the normalised mean of their enrolled faces;
+``evidence="max"``: the best similarity to any one face), the best one's score
+lowered by the embedder's crowding penalty (``crowding=False``: without); a
+search returns the best person when that score reaches the threshold.
+Closed-set ranks use the same evidence over all people
+(:func:`facedex.identify.evidence_scores`). Rates follow NIST FRVT 1:N:
 
 * rank-k (closed set): share of genuine searches whose person is among the k
   best people;
@@ -35,7 +38,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import ConfigError, DatasetError
-from ..identify import calibrate, evidence_scores, fnir_at, fpir_at, threshold_at_fpir
+from ..identify import Identifier, calibrate, evidence_scores, fnir_at, fpir_at, threshold_at_fpir
 from ..media import IMAGE_SUFFIXES
 from ..pipeline import FacePipeline
 from .lfw import embed_central_faces
@@ -197,16 +200,20 @@ class IdentificationResult:
 
 
 def _searches(probe_vecs: np.ndarray, gallery_vecs: np.ndarray, gallery_labels: np.ndarray,
-              n_people: int, evidence: str = "template", chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """Per probe: the person scores matrix reduced to (top score, top person)."""
+              n_people: int, evidence: str = "template", crowd_reference: float | None = None,
+              chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Per probe: the score and the person :class:`facedex.identify.Identifier`
+    decides with (64 nearest faces, exact search), as ``identify`` does."""
+    if not len(probe_vecs) or not len(gallery_labels):
+        return np.full(len(probe_vecs), -np.inf, np.float32), np.full(len(probe_vecs), -1, np.int64)
+    ident = Identifier(evidence=evidence, crowd_reference=crowd_reference, max_candidates=1)
+    ident.fit(gallery_vecs, gallery_labels, [str(i) for i in range(n_people)])
     tops, tops_lab = [], []
     for i in range(0, len(probe_vecs), chunk):
-        ps = evidence_scores(probe_vecs[i : i + chunk], gallery_vecs, gallery_labels, n_people, evidence)
-        tops_lab.append(np.argmax(ps, axis=1))
-        tops.append(ps[np.arange(len(ps)), tops_lab[-1]])
-    if not tops:
-        return np.zeros(0, np.float32), np.zeros(0, np.int64)
-    return np.concatenate(tops), np.concatenate(tops_lab)
+        for score, cands in ident.scored_candidates(probe_vecs[i : i + chunk]):
+            tops.append(score if cands else -np.inf)
+            tops_lab.append(int(cands[0].name) if cands else -1)
+    return np.asarray(tops, np.float32), np.asarray(tops_lab, np.int64)
 
 
 def _ranks(probe_vecs, probe_labels, gallery_vecs, gallery_labels, n_people, evidence: str = "template",
@@ -232,6 +239,7 @@ def evaluate_identification(
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
     evidence: str = "template",
+    crowding: bool = True,
 ) -> IdentificationResult:
     """The 1:N protocol on a folder-per-person dataset (see the module doc). Options
     and the dataset's layout are checked before any image is embedded."""
@@ -271,15 +279,16 @@ def evaluate_identification(
     n_people = len(names)
 
     ranks = _ranks(p_vecs, genuine_labels, g_vecs, g_labels, n_people, evidence)
-    gen_top, gen_lab = _searches(p_vecs, g_vecs, g_labels, n_people, evidence)
+    crowd = pipeline.embedder.card.extra.get("crowd_reference") if crowding else None
+    gen_top, gen_lab = _searches(p_vecs, g_vecs, g_labels, n_people, evidence, crowd)
     gen_ok = gen_lab == genuine_labels
-    str_top, _ = _searches(s_vecs, g_vecs, g_labels, n_people, evidence)
+    str_top, _ = _searches(s_vecs, g_vecs, g_labels, n_people, evidence, crowd)
     rates = open_set(gen_top, gen_ok, str_top) if len(str_top) else []
 
     cal = {}
     if len(str_top):
         for target in FPIR_TARGETS:
-            cres = calibrate(g_vecs, g_labels, target, evidence=evidence)
+            cres = calibrate(g_vecs, g_labels, target, evidence=evidence, crowd_reference=crowd)
             cal[str(target)] = {
                 "threshold": round(cres.threshold, 5),
                 "fpir_on_real_strangers": round(fpir_at(str_top, cres.threshold), 5),
@@ -293,8 +302,8 @@ def evaluate_identification(
         n_d = max(0, min(size - n_people, len(d_vecs)))
         sv = np.concatenate([g_vecs, d_vecs[:n_d]])
         sl = np.concatenate([g_labels, n_people + np.arange(n_d)])
-        gt, gl = _searches(p_vecs, sv, sl, n_people + n_d, evidence)
-        st, _ = _searches(s_vecs, sv, sl, n_people + n_d, evidence)
+        gt, gl = _searches(p_vecs, sv, sl, n_people + n_d, evidence, crowd)
+        st, _ = _searches(s_vecs, sv, sl, n_people + n_d, evidence, crowd)
         entry = {"identities": n_people + n_d, "distractors": n_d, "faces": int(len(sv))}
         if n_people + n_d < size:
             entry["note"] = f"only {n_d} distractor identities available"

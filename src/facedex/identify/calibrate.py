@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CalibrationError, ConfigError
-from .identifier import check_evidence, person_templates
+from .identifier import Identifier
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,12 @@ def best_match_scores(
     *,
     exclude: str,
     evidence: str = "template",
-    chunk: int = 1024,
+    crowd_reference: float | None = None,
+    k: int = 64,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """For each query row: the best person's evidence against the rest of the set
-    (as :class:`~facedex.identify.Identifier` scores people, see ``evidence``), and its label.
+    """For each query row: the score :class:`~facedex.identify.Identifier` would
+    give its best person (``k`` nearest faces, ``evidence``, crowding penalty
+    with ``crowd_reference``) against the rest of the set, and that person's label.
 
     ``exclude="person"`` leaves out every face of the query's own person (the
     query acts as a stranger to a gallery without them); ``exclude="self"``
@@ -43,47 +45,15 @@ def best_match_scores(
     """
     if exclude not in ("person", "self"):
         raise ConfigError(f"exclude must be 'person' or 'self', got {exclude!r}")
-    check_evidence(evidence)
     vectors = np.asarray(vectors, dtype=np.float32)
-    labels = np.asarray(labels, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     query_rows = np.asarray(query_rows, dtype=np.int64)
-    best = np.full(len(query_rows), -np.inf, dtype=np.float32)
-    best_lab = np.full(len(query_rows), -1, dtype=np.int64)
-    if evidence == "template" and len(labels):
-        n_people = int(labels.max()) + 1
-        sums = np.zeros((n_people, vectors.shape[1]), np.float64)
-        np.add.at(sums, labels, vectors)
-        counts = np.bincount(labels, minlength=n_people)
-        templates = person_templates(vectors, labels, n_people)
-        for start in range(0, len(query_rows), chunk):
-            rows = query_rows[start : start + chunk]
-            q, own = vectors[rows], labels[rows]
-            sims = q @ templates.T  # (c, people)
-            sims[:, counts == 0] = -np.inf
-            if exclude == "person":
-                sims[np.arange(len(rows)), own] = -np.inf
-            else:  # the person's template without this face
-                rest = sums[own] - q
-                norm = np.linalg.norm(rest, axis=1)
-                loo = np.einsum("ij,ij->i", q, (rest / np.where(norm > 0, norm, 1.0)[:, None]).astype(np.float32))
-                sims[np.arange(len(rows)), own] = np.where(counts[own] > 1, loo, -np.inf)
-            arg = np.argmax(sims, axis=1)
-            val = sims[np.arange(len(rows)), arg]
-            best[start : start + len(rows)] = val
-            best_lab[start : start + len(rows)] = np.where(np.isfinite(val), arg, -1)
-        return best, best_lab
-    for start in range(0, len(query_rows), chunk):
-        rows = query_rows[start : start + chunk]
-        sims = vectors[rows] @ vectors.T  # (c, n)
-        if exclude == "person":
-            sims[labels[rows][:, None] == labels[None, :]] = -np.inf
-        else:
-            sims[np.arange(len(rows)), rows] = -np.inf
-        arg = np.argmax(sims, axis=1)
-        val = sims[np.arange(len(rows)), arg]
-        best[start : start + len(rows)] = val
-        best_lab[start : start + len(rows)] = np.where(np.isfinite(val), labels[arg], -1)
-    return best, best_lab
+    if not len(labels) or not len(query_rows):
+        return np.full(len(query_rows), -np.inf, np.float32), np.full(len(query_rows), -1, np.int64)
+    n_people = int(labels.max()) + 1
+    ident = Identifier(k=k, evidence=evidence, crowd_reference=crowd_reference)
+    ident.fit(vectors, labels, [str(i) for i in range(n_people)])
+    return ident.held_out_scores(vectors, query_rows, exclude)
 
 
 def threshold_at_fpir(stranger_scores: np.ndarray, fpir: float) -> float:
@@ -141,6 +111,7 @@ def calibrate(
     max_queries: int = 20000,
     seed: int = 0,
     evidence: str = "template",
+    crowd_reference: float | None = None,
 ) -> Calibration:
     """Set the open-set threshold from the gallery itself.
 
@@ -162,7 +133,8 @@ def calibrate(
         )
     rng = np.random.default_rng(seed)
     rows = _sample_rows(labels, queries_per_person, max_queries, rng)
-    stranger, _ = best_match_scores(vectors, labels, rows, exclude="person", evidence=evidence)
+    stranger, _ = best_match_scores(vectors, labels, rows, exclude="person", evidence=evidence,
+                                    crowd_reference=crowd_reference)
     thr = threshold_at_fpir(stranger, fpir)
     needed = int(math.ceil(1.0 / fpir))
     low_conf = stranger.size < needed
@@ -171,7 +143,8 @@ def calibrate(
         thr = float(fallback)
     counts = np.bincount(labels)
     gen_rows = rows[counts[labels[rows]] >= 2]
-    gen_sim, gen_lab = best_match_scores(vectors, labels, gen_rows, exclude="self", evidence=evidence)
+    gen_sim, gen_lab = best_match_scores(vectors, labels, gen_rows, exclude="self", evidence=evidence,
+                                         crowd_reference=crowd_reference)
     correct = gen_lab == labels[gen_rows]
     details = {
         "fpir_target": fpir,
@@ -183,6 +156,7 @@ def calibrate(
         "genuine_searches": int(gen_rows.size),
         "estimated_fnir": round(fnir_at(gen_sim, correct, thr), 6) if gen_rows.size else None,
         "evidence": evidence,
+        "crowd_reference": crowd_reference,
         "people": int(people.size),
         "faces": int(labels.size),
     }

@@ -191,7 +191,8 @@ class Gallery:
                 now = self._store.counts()["people"]
                 # calibrated before person templates became the evidence (facedex < 0.3): recalibrate
                 details["stale"] = bool(abs(now - people_then) > max(2, 0.2 * people_then)
-                                        or details.get("evidence", "max") != "template")
+                                        or details.get("evidence", "max") != "template"
+                                        or details.get("crowd_reference") != self.crowd_reference)
             return Threshold(float(data["value"]), data.get("method", "calibrated"), details)
         default = self.embedder_card.default_threshold
         if default is None:
@@ -199,6 +200,13 @@ class Gallery:
                 f"{self.path}: the embedder {self.embedder_card.name} has no default threshold and this gallery "
                 f"was never calibrated; run `facedex calibrate {self.path}` (or set one with --set)")
         return Threshold(float(default), "default", {"embedder": self.embedder_card.name})
+
+    @property
+    def crowd_reference(self) -> float | None:
+        """The embedder's crowding reference (``None``: no crowding penalty), see
+        :mod:`facedex.identify.identifier`."""
+        value = self.embedder_card.extra.get("crowd_reference")
+        return None if value is None else float(value)
 
     def resolve_threshold(self, override: float | None = None) -> Threshold:
         """The threshold for one run: ``override`` when given (checked: a finite
@@ -219,8 +227,8 @@ class Gallery:
         measured on the gallery itself (each person searched against the others);
         the value and how it was obtained are stored in the gallery."""
         table = self._store.embeddings()
-        result = calibrate_scores(table.vectors, table.labels, fpir,
-                                  fallback=self.embedder_card.default_threshold, seed=seed)
+        result = calibrate_scores(table.vectors, table.labels, fpir, fallback=self.embedder_card.default_threshold,
+                                  seed=seed, crowd_reference=self.crowd_reference)
         details = dict(result.details, calibrated_at=time.time(), method_detail=(
             "leave-one-person-out: sampled faces searched against the gallery without their person"))
         t = Threshold(result.threshold, "calibrated", details)
@@ -324,23 +332,25 @@ class Gallery:
             if self._remote is None:
                 self._remote = search_engine(backend["engine"]).open(self, backend)
             self._remote.sync(self._store, table.face_ids)
-            return Identifier(k=self._k).fit_index(PositionSearch(self._remote, table.face_ids), table.labels,
-                                                   table.names, dim, templates=self._store.person_templates())
+            return Identifier(k=self._k, crowd_reference=self.crowd_reference).fit_index(
+                PositionSearch(self._remote, table.face_ids), table.labels, table.names, dim,
+                templates=self._store.person_templates())
         table = self._store.face_labels()
         desc, params = self.index_recipe(len(table.face_ids))
         if not persistable(desc):
             table = self._store.embeddings()
             index = VectorIndex(dim, desc, params)
             index.add(table.vectors)
-            return Identifier(k=self._k, index=desc).fit_index(
+            return Identifier(k=self._k, index=desc, crowd_reference=self.crowd_reference).fit_index(
                 index, table.labels, table.names, dim,
                 templates=person_templates(table.vectors, table.labels, len(table.names)))
         p = self._persisted
         if p is None or p.description != desc or p.params != PersistedIndex(self.path, dim, desc, params).params:
             self._persisted = p = PersistedIndex(self.path, dim, desc, params)
         p.sync(self._store, table.face_ids)
-        return Identifier(k=self._k, index=desc).fit_index(PositionSearch(p.index, table.face_ids), table.labels,
-                                                           table.names, dim, templates=self._store.person_templates())
+        return Identifier(k=self._k, index=desc, crowd_reference=self.crowd_reference).fit_index(
+            PositionSearch(p.index, table.face_ids), table.labels, table.names, dim,
+            templates=self._store.person_templates())
 
     def update_index(self) -> dict | None:
         """Bring the persisted index or the vector database up to date now (after
@@ -393,7 +403,7 @@ class Gallery:
         t = threshold if isinstance(threshold, Threshold) else self.resolve_threshold(threshold)
         emb = self.pipeline.embed_faces(image, faces)
         decisions = self.decide(emb, threshold=t.value)
-        return [Identification(f, d.name, d.similarity, d.candidates, t.value) for f, d in zip(faces, decisions)]
+        return [Identification(f, d.name, d.similarity, d.candidates, t.value, d.score) for f, d in zip(faces, decisions)]
 
     def identify(self, image: ImageInput, *, threshold: float | None = None) -> list[Identification]:
         """Every face in one image with a decision: a person, or ``name=None`` (unknown).

@@ -239,7 +239,7 @@ class IdentifyRun(Iterator[Result]):
                     out.append(err)
             return out
         answers = iter(decisions)
-        return [tuple(Identification(f, d.name, d.similarity, d.candidates, t.value)
+        return [tuple(Identification(f, d.name, d.similarity, d.candidates, t.value, d.score)
                       for f, d in zip(faces, answers)) for faces in detections]
 
     def _annotate_photo(self, photo: Photo, ids) -> tuple[str | None, ErrorInfo | None]:
