@@ -655,8 +655,9 @@ class GalleryStore:
         dim = int(self.embedder_card().get("embedding_dim") or 0)
         ids = [r[0] for r in self._conn.execute("SELECT id FROM people ORDER BY id")]
         pos = {pid: i for i, pid in enumerate(ids)}
-        sums = np.zeros((len(ids), dim), np.float64)
-        cur = self._conn.execute("SELECT person_id, embedding FROM faces")
+        sums = np.zeros((len(ids), dim), np.float32)  # float32 sums of unit vectors: ample for a mean
+        # by person (the faces_person index), so each chunk sums contiguous runs
+        cur = self._conn.execute("SELECT person_id, embedding FROM faces ORDER BY person_id")
         while True:
             rows = cur.fetchmany(chunk)
             if not rows:
@@ -665,9 +666,12 @@ class GalleryStore:
             blob = b"".join(r[1] for r in rows)
             if len(blob) != len(rows) * dim * 4:
                 raise GalleryError(f"{self.path}: stored embeddings do not have {dim} dimensions; the file is damaged")
-            np.add.at(sums, lab, np.frombuffer(blob, dtype="<f4").reshape(len(rows), dim))
-        norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        return (sums / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+            vecs = np.frombuffer(blob, dtype="<f4").reshape(len(rows), dim)
+            starts = np.flatnonzero(np.concatenate([[True], lab[1:] != lab[:-1]]))
+            sums[lab[starts]] += np.add.reduceat(vecs, starts, axis=0)
+        norms = np.sqrt(np.einsum("ij,ij->i", sums, sums))[:, None]
+        sums /= np.where(norms > 0, norms, np.float32(1.0))
+        return sums
 
     def vectors_of(self, person: str) -> np.ndarray:
         """The embeddings of one person (``(0, dim)`` when not enrolled)."""
