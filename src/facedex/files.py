@@ -110,6 +110,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         f.write(text)
 
 
+def utf8_path(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is valid UTF-8 (a name that is not, kept losslessly as
+    surrogate escapes, cannot travel to tools that need text, such as Ray's readers)."""
+    try:
+        os.fspath(path).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from ..errors import FacedexError
+from ..files import utf8_path
 from ..faces.quality import Quality, assess
 from ..media import decode_image, read_file
 from ..pipeline import FacePipeline
@@ -302,7 +303,7 @@ class Analyzer:
                 out[sha] = hit
                 if progress:
                     progress(1)
-            elif _utf8(str(path)):
+            elif utf8_path(str(path)):
                 remote[os.path.abspath(path)] = sha
             else:
                 local.append((sha, path))
@@ -325,14 +326,6 @@ class Analyzer:
             batches.close()
         out.update(self.analyze(local, cache, progress=progress, stop=stop))
         return out
-
-
-def _utf8(path: str) -> bool:
-    try:
-        path.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
 
 
 class RayAnalyzer:

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..errors import ConfigError, FacedexError, GalleryError, MissingDependencyError
+from ..files import utf8_path
 from ..types import EnrollItem, EnrollReport
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -471,7 +472,7 @@ def enroll(gallery: "Gallery", sources: Sequence[str | os.PathLike], person: str
         for p in plan.pending:
             if p.data is not None or p.image is not None:
                 raise ConfigError("--engine ray enrolls files; give paths (uploads use the local engine)")
-            if not _utf8(p.path):
+            if not utf8_path(p.path):
                 items.append(EnrollItem(p.path, p.person, "failed",
                                         f"{p.path}: the file name is not valid UTF-8, which Ray's readers need; "
                                         "enroll it with the local engine", code="media.not_found"))
@@ -490,14 +491,6 @@ def enroll(gallery: "Gallery", sources: Sequence[str | os.PathLike], person: str
 def shard_folder(gallery_path: str | os.PathLike) -> Path:
     p = Path(gallery_path)
     return p.with_name(p.name + ".shards")
-
-
-def _utf8(path: str) -> bool:
-    try:
-        path.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
 
 
 def _settings(gallery: "Gallery", faces: str, multiple: str, quality: bool = False,
