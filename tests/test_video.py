@@ -87,8 +87,9 @@ def test_scene_clip_json_shape(scene_result):
             "people"} <= set(d)
     assert d["kind"] == "video" and d["error"] is None
     for t in d["tracks"]:
-        assert set(t) == {"track", "name", "similarity", "first_seen", "last_seen", "frames", "best_frame_time",
-                          "candidates", "segments"}
+        assert set(t) == {"track", "name", "similarity", "score", "first_seen", "last_seen", "frames",
+                          "best_frame_time", "candidates", "segments"}
+        assert t["score"] <= t["similarity"] + 1e-4  # the crowding penalty only ever lowers it
         assert t["segments"] == [[t["first_seen"], t["last_seen"]]]
         assert all(set(c) == {"name", "similarity"} for c in t["candidates"])
     for p in d["people"]:

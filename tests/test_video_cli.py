@@ -21,8 +21,8 @@ from .video_fixtures.synth import render, write_video
 
 VIDEO_KEYS = {"input", "error", "kind", "duration", "frames_decoded", "frames_sampled", "broken_frames", "tracks",
               "people"}
-TRACK_KEYS = {"track", "name", "similarity", "first_seen", "last_seen", "frames", "best_frame_time", "candidates",
-              "segments"}
+TRACK_KEYS = {"track", "name", "similarity", "score", "first_seen", "last_seen", "frames", "best_frame_time",
+              "candidates", "segments"}
 
 
 @pytest.fixture(scope="session")

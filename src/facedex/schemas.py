@@ -51,7 +51,7 @@ IDENTIFICATION = {**FACE, "required": FACE["required"] + ["name", "similarity", 
 IMAGE_RESULT = _obj({"input": STR, "kind": {"const": "image"}, "error": NULL_ERROR,
                      "threshold": {"oneOf": [{"type": "null"}, THRESHOLD_BRIEF]},
                      "faces": _arr(IDENTIFICATION), "annotated": NULL_STR})
-TRACK = _obj({"track": INT, "name": NULL_STR, "similarity": NUM, "first_seen": NUM, "last_seen": NUM,
+TRACK = _obj({"track": INT, "name": NULL_STR, "similarity": NUM, "score": NUM, "first_seen": NUM, "last_seen": NUM,
               "frames": INT, "best_frame_time": NUM, "candidates": _arr(CANDIDATE)})
 PRESENCE = _obj({"name": STR, "ranges": _arr(POINT), "seconds": NUM, "tracks": _arr(INT)})
 VIDEO_RESULT = _obj({"input": STR, "kind": {"const": "video"}, "error": NULL_ERROR,

@@ -282,7 +282,8 @@ def to_track(lt: LiveTrack, d: Decision, threshold: float) -> Track:
         last_seen=float(lt.end_time if lt.end_time is not None else lt.last_time), frames=lt.frames,
         best_frame_time=lt.best_time, best_face=lt.best_face, best_quality=lt.best_weight, embedding=lt.aggregate,
         points=tuple(lt.points), thumbnail=lt.thumbnail, ended=lt.ended,
-        segments=tuple((float(a), float(b)) for a, b in lt.segments), fragments=lt.fragments)
+        segments=tuple((float(a), float(b)) for a, b in lt.segments), fragments=lt.fragments,
+        score=None if d.score is None else float(d.score))
 
 
 def _low_detector(detector, low: float):

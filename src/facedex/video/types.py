@@ -163,8 +163,9 @@ class Track:
 
     ``name`` is ``None`` for unknown. ``similarity`` is the cosine similarity
     of the track's quality-weighted mean embedding (``embedding``) to the named
-    person — or to the closest candidate when unknown; ``threshold`` is what it
-    was compared with, the gallery's photo threshold. ``first_seen`` is the
+    person — or to the closest candidate when unknown; ``score`` is what was
+    compared with ``threshold`` (the gallery's photo threshold): the
+    similarity less the crowding penalty of a photo's face (``None``: equal). ``first_seen`` is the
     time of the first sampled frame with the face, ``last_seen`` the end of
     the time covered by the last one (the next sampled frame, or the end of
     the video), so ``last_seen - first_seen`` is the time on screen.
@@ -195,6 +196,7 @@ class Track:
     ended: str = "end"
     segments: tuple[tuple[float, float], ...] = ()
     fragments: int = 1
+    score: float | None = None
 
     @property
     def known(self) -> bool:
@@ -214,6 +216,7 @@ class Track:
             "track": self.track,
             "name": self.name,
             "similarity": round(float(self.similarity), 4),
+            "score": round(float(self.similarity if self.score is None else self.score), 4),
             "first_seen": _t(self.first_seen),
             "last_seen": _t(self.last_seen),
             "frames": self.frames,
