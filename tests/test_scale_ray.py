@@ -283,3 +283,19 @@ def test_ray_clean_gives_the_local_engine_s_analyses_and_decisions(local_ray, ti
     code_c, again = clean(tmp_path / "ray", "--engine", "ray")
     assert code_c == code_b and again["analysed"] == 0 and again["reused_from_cache"] == 12
     assert key(again) == key(got)
+
+
+def test_ray_clean_of_a_folder_without_bad_files(local_ray, tmp_path, capsys):
+    # a batch in which no image fails: Ray Data turns the all-None error column into
+    # NaN, which must not read back as an error (every image was once "unreadable")
+    from facedex.cli.main import main
+
+    src = tmp_path / "src"
+    for person in ("Hugo_Chavez", "Serena_Williams"):
+        (src / person).mkdir(parents=True)
+        for f in lfw_images(person)[:3]:
+            shutil.copy(f, src / person / f.name)
+    assert main(["clean", str(src), str(tmp_path / "ray"), "--json", "--engine", "ray"]) == 0
+    got = check_schema("clean", json.loads(capsys.readouterr().out))
+    assert got["analysed"] == 6 and got["kept"] == 6 and got["rejected"] == 0
+    assert not any(a.error for a in _analyses(tmp_path / "ray").values())

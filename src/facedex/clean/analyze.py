@@ -112,6 +112,14 @@ def to_row(a: ImageAnalysis) -> tuple:
     return (a.width, a.height, a.rotation, a.error, json.dumps([f.to_json() for f in a.faces]), vecs, sigs, thumb)
 
 
+def _plain(value: Any) -> Any:
+    """A value of a column Ray Data returned, as the cache stores it: a column
+    whose values were all ``None`` comes back as NaN, numbers as numpy scalars."""
+    if isinstance(value, (float, np.floating)) and np.isnan(value):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def from_row(sha: str, row: Sequence) -> ImageAnalysis:
     """The analysis of ``sha`` from a row of :data:`ROW_COLUMNS`."""
     w, h, rot, err, faces_json, blob, sigs, thumb = row
@@ -124,7 +132,7 @@ def from_row(sha: str, row: Sequence) -> ImageAnalysis:
             face = Face(tuple(m["box"]), tuple(tuple(p) for p in m["landmarks"]), m["score"])
             faces.append(FaceInfo(face, Quality(**m["quality"]), v.astype(np.float32), g.copy()))
     th = np.frombuffer(thumb, dtype=np.uint8).copy() if thumb else None
-    return ImageAnalysis(sha, int(w), int(h), int(rot), tuple(faces), err or None, th)
+    return ImageAnalysis(sha, int(w), int(h), int(rot), tuple(faces), err if isinstance(err, str) and err else None, th)
 
 
 class AnalysisCache:
@@ -314,7 +322,7 @@ class Analyzer:
         batches = map_files(sorted(remote), RayAnalyzer, kwargs, options)
         try:
             for batch in batches:
-                done = [from_row(remote[str(path)], row)
+                done = [from_row(remote[str(path)], [_plain(v) for v in row])
                         for path, *row in zip(batch["path"], *(batch[c] for c in ROW_COLUMNS))]
                 cache.put_many(key, done)
                 out.update((a.sha256, a) for a in done)
