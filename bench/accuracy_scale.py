@@ -32,7 +32,9 @@ galleries keep their scores and thresholds). All run through
 :class:`facedex.identify.Identifier` (64 nearest faces, exact search): the
 code ``identify`` runs. The threshold is
 set for FPIR 1 % and 0.1 % on the strangers; FNIR counts genuine probes not
-given their own name.
+given their own name. For protocol A, the default decision is also judged at
+the threshold ``facedex calibrate --fpir 0.01`` sets from the gallery alone
+(leave-one-person-out searches; up to 20,000 of them).
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ def rates(gen_top, gen_ok, str_top) -> dict[str, float]:
     return out
 
 
-def decisions(gallery, labels, genuine, genuine_labels, strangers, evidence: str) -> dict[str, dict]:
+def decisions(gallery, labels, genuine, genuine_labels, strangers, evidence: str,
+              calibrate_too: bool = False) -> dict[str, dict]:
     """Through facedex's Identifier: the plain decision, the pure cohort margin on its
     candidates, and (template) the crowding penalty ``identify`` applies now."""
     from facedex.identify import Identifier
@@ -101,7 +104,18 @@ def decisions(gallery, labels, genuine, genuine_labels, strangers, evidence: str
     out = {evidence: rates(best[:ng], ok, best[ng:]),
            f"{evidence} + cohort margin": rates(margin[:ng], ok, margin[ng:])}
     if evidence == "template":
-        out[f"template + crowding {ref} (default)"] = rates(crowded[:ng], ok, crowded[ng:])
+        out[f"template + crowding {ref} (default)"] = r = rates(crowded[:ng], ok, crowded[ng:])
+        if calibrate_too:  # what `facedex calibrate --fpir 0.01` sets on this gallery, judged on the real probes
+            from facedex.identify import calibrate
+
+            t0 = time.perf_counter()
+            cal = calibrate(gallery, labels, 0.01, crowd_reference=ref)
+            t = cal.threshold
+            r["calibrated"] = {"threshold": round(t, 4), "fpir_on_strangers": round(float(np.mean(crowded[ng:] >= t)), 5),
+                               "fnir": round(float(np.mean(~(ok & (crowded[:ng] >= t)))), 5),
+                               "estimated_fnir": cal.details["estimated_fnir"],
+                               "searches": cal.details["stranger_searches"], "seconds": round(time.perf_counter() - t0, 1)}
+            print("  calibrate:", r["calibrated"], flush=True)
     return out
 
 
@@ -196,7 +210,7 @@ def real_people(d: dict, sizes: list[int], quality: bool) -> dict:
             glab = np.concatenate([gl, gl.max() + 1 + dl])
             entry = {"distractors": kind, "distractor_faces": n, "mirror_tta": tta, "methods": {}}
             for ev in ("max", "template"):
-                entry["methods"].update(decisions(gallery, glab, x[q], ql, x[s], ev))
+                entry["methods"].update(decisions(gallery, glab, x[q], ql, x[s], ev, calibrate_too=not tta))
             if quality and n == 0 and not tta:
                 entry["quality_gate"] = quality_gate(d, gallery, glab, g, q, ql, s)
             entry["seconds"] = round(time.perf_counter() - t0, 1)
