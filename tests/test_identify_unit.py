@@ -166,3 +166,21 @@ def test_calibration_searches_score_as_identify_would(evidence, crowd):
                                                                          [str(n) for n in range(25)])
         ((score, cands),) = ident.scored_candidates(vecs[r][None])
         assert genuine[i] == pytest.approx(score, abs=1e-5) and g_lab[i] == int(cands[0].name)
+
+
+def test_gallery_calibrates_with_its_own_identifier(tmp_path):
+    # Gallery.calibrate scores its searches with the identifier identify uses (its index,
+    # templates and crowding penalty): below the exact-search size that is the exact answer
+    import facedex
+
+    vecs, labels = _clustered(people=30, faces=4, dim=128, spread=0.5, seed=5)
+    with facedex.Gallery.open(tmp_path / "g.gallery", create=True) as g:
+        for p in range(30):
+            g.add_embeddings(f"p{p:02d}", vecs[labels == p], g.embedder_card.id)
+        t = g.calibrate(0.05)
+        table = g.store.embeddings()
+        want = calibrate(table.vectors, table.labels, 0.05, fallback=g.embedder_card.default_threshold,
+                         crowd_reference=g.crowd_reference)
+        assert g.crowd_reference == 0.25
+        assert t.value == pytest.approx(want.threshold, abs=1e-6)
+        assert t.details["estimated_fnir"] == want.details["estimated_fnir"]

@@ -32,6 +32,7 @@ def best_match_scores(
     evidence: str = "template",
     crowd_reference: float | None = None,
     k: int = 64,
+    identifier: Identifier | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each query row: the score :class:`~facedex.identify.Identifier` would
     give its best person (``k`` nearest faces, ``evidence``, crowding penalty
@@ -42,7 +43,11 @@ def best_match_scores(
     leaves out only the query face itself (a genuine search: its person's
     template is made of their other faces).
     Returns ``(best_score, best_label)``; ``-inf`` / ``-1`` when nothing remains.
+    ``identifier``: one already fitted to exactly these vectors and labels (a
+    gallery's, with its own index), used instead of an exact one built here.
     """
+    if identifier is not None:
+        return identifier.held_out_scores(vectors, query_rows, exclude)
     if exclude not in ("person", "self"):
         raise ConfigError(f"exclude must be 'person' or 'self', got {exclude!r}")
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -112,6 +117,7 @@ def calibrate(
     seed: int = 0,
     evidence: str = "template",
     crowd_reference: float | None = None,
+    identifier: Identifier | None = None,
 ) -> Calibration:
     """Set the open-set threshold from the gallery itself.
 
@@ -120,7 +126,10 @@ def calibrate(
     The same faces searched against the gallery without themselves estimate
     the FNIR at that threshold. With fewer stranger searches than ``1/fpir``
     the estimate is unreliable: the result is flagged ``low_confidence`` and
-    never set below ``fallback`` (the embedder's default).
+    never set below ``fallback`` (the embedder's default). The searches are
+    scored as ``identifier`` (fitted to these vectors, e.g. a gallery's, with
+    its index) decides, or by an exact :class:`Identifier` with ``evidence``
+    and ``crowd_reference``.
     """
     if not 0.0 < fpir < 1.0:
         raise ConfigError(f"FPIR must be between 0 and 1 (exclusive), got {fpir}")
@@ -134,7 +143,7 @@ def calibrate(
     rng = np.random.default_rng(seed)
     rows = _sample_rows(labels, queries_per_person, max_queries, rng)
     stranger, _ = best_match_scores(vectors, labels, rows, exclude="person", evidence=evidence,
-                                    crowd_reference=crowd_reference)
+                                    crowd_reference=crowd_reference, identifier=identifier)
     thr = threshold_at_fpir(stranger, fpir)
     needed = int(math.ceil(1.0 / fpir))
     low_conf = stranger.size < needed
@@ -144,7 +153,7 @@ def calibrate(
     counts = np.bincount(labels)
     gen_rows = rows[counts[labels[rows]] >= 2]
     gen_sim, gen_lab = best_match_scores(vectors, labels, gen_rows, exclude="self", evidence=evidence,
-                                         crowd_reference=crowd_reference)
+                                         crowd_reference=crowd_reference, identifier=identifier)
     correct = gen_lab == labels[gen_rows]
     details = {
         "fpir_target": fpir,

@@ -227,8 +227,13 @@ class Gallery:
         measured on the gallery itself (each person searched against the others);
         the value and how it was obtained are stored in the gallery."""
         table = self._store.embeddings()
+        # the gallery's own identifier (its index, templates and penalty): calibrated as identify decides,
+        # and at a million faces with the approximate index rather than an exact scan
+        ident = self._fitted_identifier()
+        if len(ident.labels_) != len(table.labels) or not np.array_equal(ident.labels_, table.labels):
+            ident = None  # changed between the two reads: an exact identifier on the table instead
         result = calibrate_scores(table.vectors, table.labels, fpir, fallback=self.embedder_card.default_threshold,
-                                  seed=seed, crowd_reference=self.crowd_reference)
+                                  seed=seed, crowd_reference=self.crowd_reference, identifier=ident)
         details = dict(result.details, calibrated_at=time.time(), method_detail=(
             "leave-one-person-out: sampled faces searched against the gallery without their person"))
         t = Threshold(result.threshold, "calibrated", details)
