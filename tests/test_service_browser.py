@@ -164,3 +164,45 @@ def test_the_page_works_with_the_keyboard_and_a_key(browser, gallery_copy, tmp_p
             page.keyboard.press("Tab")
         assert "pick" in names
         page.close()
+
+
+def test_the_page_explains_a_face_left_unknown_by_the_crowding_penalty(browser, tmp_path):
+    # a gallery of 40 people who all resemble the probe about equally (similarity ~0.6):
+    # the closest passes the threshold, but a face like everyone is weak evidence for any one
+    import numpy as np
+
+    import facedex
+    from facedex.media import load_image
+
+    probe = lfw_image("Colin_Powell", 10)
+    g_path = tmp_path / "crowd.gallery"
+    with facedex.Gallery.open(g_path, create=True) as g:
+        image = load_image(probe)
+        faces = g.pipeline.detect(image)
+        face = max(faces, key=lambda f: f.area)
+        e = g.pipeline.embed_faces(image, [face])[0]
+        rng = np.random.default_rng(0)
+        for i in range(40):
+            noise = rng.normal(size=e.shape).astype(np.float32)
+            noise -= (noise @ e) * e
+            v = 0.62 * e + np.sqrt(1 - 0.62 ** 2) * noise / np.linalg.norm(noise)
+            g.add_embeddings(f"Lookalike {i:02d}", v[None].astype(np.float32), g.embedder_card.id)
+        (decision,) = g.decide(e[None])
+        assert decision.name is None and decision.similarity >= 0.47 > decision.score  # what the page must explain
+    with running(g_path, tmp_path) as server:
+        page = browser.new_page(viewport={"width": 1100, "height": 760})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server.url + "/")
+        page.wait_for_selector("#g-threshold:not(:text('…'))")
+        page.set_input_files("#file", str(probe))
+        page.wait_for_selector("#face-list li")
+        boxes = page.locator(".face.unknown")
+        whys = []
+        for i in range(boxes.count()):  # the photo's other face is unknown too, for the plain reason
+            boxes.nth(i).click()
+            whys.append(page.inner_text("#face-why"))
+        crowded = [w for w in whys if "resembles many other enrolled people" in w]
+        assert len(crowded) == 1 and "reaches the threshold" in crowded[0] and "unknown" in crowded[0]
+        assert all(w.startswith("No one in the gallery reaches") for w in whys if w not in crowded)
+        assert errors == []

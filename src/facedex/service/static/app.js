@@ -259,15 +259,30 @@ function renderPhoto(res, file) {
     [...boxes.children].forEach((c, j) => c.setAttribute("aria-expanded", String(j === i)));
     detail.replaceChildren(
       el("h3", { text: "Face " + (i + 1) + ": " + names[i] }),
-      el("p", { class: "muted", text: f.name === null
-        ? "No one in the gallery reaches the threshold (" + res.threshold.value.toFixed(3) + "). Closest:"
-        : "Similarity " + sim(f.similarity) + " ≥ threshold " + res.threshold.value.toFixed(3) + ". Candidates:" }),
+      el("p", { class: "muted", id: "face-why", text: why(f, res.threshold.value) }),
       f.candidates.length ? el("table", {}, el("thead", {}, el("tr", {}, el("th", { text: "Person", scope: "col" }), el("th", { text: "Similarity", scope: "col" }))),
         el("tbody", {}, ...f.candidates.map((c) => el("tr", {}, el("td", { text: c.name }), el("td", { text: sim(c.similarity) })))))
         : el("p", { text: "The gallery is empty." }));
     detail.hidden = false;
     if (pinned) detail.setAttribute("tabindex", "-1");
   }
+}
+
+// Why a face got its answer. The threshold is compared with the score: the similarity less the
+// crowding penalty of a face that resembles many enrolled people at once (see the README).
+function why(f, threshold) {
+  const t = threshold.toFixed(3);
+  const crowded = typeof f.score === "number" && f.score < f.similarity - 5e-5;
+  if (f.name !== null) {
+    return "Similarity " + sim(f.similarity) + (crowded ? " (score " + sim(f.score) + " after the crowding penalty)" : "")
+      + " ≥ threshold " + t + ". Candidates:";
+  }
+  if (crowded && f.similarity >= threshold) {
+    return "The closest person's similarity " + sim(f.similarity) + " reaches the threshold (" + t + "), but this face "
+      + "also resembles many other enrolled people, and its score after that crowding penalty, " + sim(f.score)
+      + ", does not: unknown. Closest:";
+  }
+  return "No one in the gallery reaches the threshold (" + t + "). Closest:";
 }
 
 function describeFace(f) {
