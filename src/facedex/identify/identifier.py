@@ -255,14 +255,22 @@ class Identifier:
         sums = None
         if self.templates_ is not None and exclude == "self":
             sums = np.zeros((len(self.classes_), self.dim_), np.float64)
-            np.add.at(sums, self.labels_, vectors)
+            order = np.argsort(self.labels_, kind="stable")
+            lab = self.labels_[order]
+            starts = np.flatnonzero(np.concatenate([[True], lab[1:] != lab[:-1]])) if len(lab) else lab
+            if len(lab):
+                sums[lab[starts]] = np.add.reduceat(vectors[order].astype(np.float64), starts, axis=0)
         scores = np.full(len(rows), -np.inf, np.float32)
         best = np.full(len(rows), -1, np.int64)
+        # people with few faces first: a stranger search asks for k + the person's own face count
+        # neighbours, so chunks of small people stay small
+        by_size = np.argsort(counts[self.labels_[rows]], kind="stable")
         for start in range(0, len(rows), chunk):
-            part = rows[start : start + chunk]
+            idx = by_size[start : start + chunk]
+            part = rows[idx]
             extra = int(counts[self.labels_[part]].max()) if exclude == "person" else 1
             sims, pos = self.index_.search(vectors[part], min(self.k + extra, self.index_.ntotal))
-            for i, (r, srow, prow) in enumerate(zip(part, sims, pos), start):
+            for i, r, srow, prow in zip(idx, part, sims, pos):
                 own = int(self.labels_[r])
                 loo = None
                 if sums is not None:
