@@ -7,7 +7,9 @@ embeddings) are stored in a real gallery file as embedding-only faces; then
 the gallery is used as a program would: the first search builds
 ``GALLERY.index``, a reopened gallery loads it, 100 new faces are enrolled
 and the index updated by difference, one person is forgotten (the index file
-rewritten before ``forget`` returns), and faces are identified one at a time.
+rewritten before ``forget`` returns), faces are identified one at a time, and
+the gallery is calibrated (``Gallery.calibrate``: its own index scores the
+leave-one-person-out searches).
 """
 
 from __future__ import annotations
@@ -83,6 +85,11 @@ def main() -> None:
             removed = g.forget(victim)
             out["forget_s"] = round(time.perf_counter() - t0, 2)
             out["forget_removed_faces"] = removed["faces"]
+            t0 = time.perf_counter()
+            cal = g.calibrate(0.01)
+            out["calibrate_s"] = round(time.perf_counter() - t0, 1)
+            out["calibrate"] = {"threshold": round(cal.value, 4), "searches": cal.details["stranger_searches"],
+                                "estimated_fnir": cal.details["estimated_fnir"]}
         out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(out)
     print(f"written {save('scale_gallery', {**out, 'note': 'machine shared with other jobs while it ran'})}")
