@@ -23,7 +23,14 @@ pytest.importorskip("pyarrow")
 def local_ray():
     """One local Ray for the module (starting one costs seconds); the engine
     attaches to it instead of starting its own."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    for attempt in range(3):  # a loaded machine can miss Ray's 30 s raylet start-up wait: try again
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            break
+        except Exception:  # noqa: BLE001 - Ray raises a bare Exception for the start-up timeout
+            ray.shutdown()
+            if attempt == 2:
+                raise
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()
