@@ -11,6 +11,7 @@ import pytest
 
 import facedex
 from facedex import models
+from facedex.identify import person_templates
 from facedex.errors import (
     CalibrationError,
     ConfigError,
@@ -299,3 +300,47 @@ def test_enrolling_an_empty_folder_for_a_person_is_reported(tmp_path):
         r = g.enroll(tmp_path / "empty", person="Nobody")
         assert r.failed == 1 and "no image files" in r.items[0].reason
         assert g.people() == []
+
+
+def test_person_templates_follow_every_change_by_difference(tmp_path):
+    # the template cache re-reads only the people whose faces changed, and always
+    # agrees with a full read: enroll, a new person, a removed face, a merge, forget
+    from facedex.gallery.templates import TemplateCache
+    from facedex.library.people import merge_people, remove_faces
+
+    rng = np.random.default_rng(0)
+
+    def faces(n):
+        v = rng.normal(size=(n, 128)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    with facedex.Gallery.open(tmp_path / "t.gallery", create=True) as g:
+        card = g.embedder_card.id
+        for i in range(30):
+            g.add_embeddings(f"P{i:02d}", faces(3), card)
+        cache = TemplateCache()
+
+        def check(read):
+            got = cache.sync(g.store)
+            assert cache.last_read == read
+            np.testing.assert_allclose(got, g.store.person_templates(), atol=1e-6)
+            table = g.store.embeddings()
+            np.testing.assert_allclose(got, person_templates(table.vectors, table.labels, len(table.names)),
+                                       atol=1e-5)
+
+        check(None)  # the first sync reads everyone
+        check(0)  # nothing changed: nothing read
+        g.add_embeddings("P03", faces(2), card)
+        check(1)
+        g.add_embeddings("Newcomer", faces(1), card)
+        check(1)
+        victim = g.store.faces_of("P05")[0]["face_id"]
+        remove_faces(g, [victim])
+        check(1)
+        merge_people(g, "P07", "P08")
+        check(2 - 1)  # P07 is gone; P08 is read again
+        g.forget("P09")
+        check(0)  # a person gone: their row dropped, no one read
+        for i in range(10, 20):  # many people at once: one full read instead
+            g.add_embeddings(f"P{i:02d}", faces(1), card)
+        check(None)

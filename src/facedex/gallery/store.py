@@ -647,30 +647,51 @@ class GalleryStore:
         vectors = np.frombuffer(blob, dtype="<f4").reshape(n, dim if dim else -1).astype(np.float32) if n else np.zeros((0, dim), np.float32)
         return EmbeddingTable(face_ids=ids, labels=labels, names=names, vectors=vectors)
 
-    def person_templates(self, chunk: int = 50_000) -> np.ndarray:
-        """One row per person, in the order of :meth:`face_labels`' names (people
-        ordered by id): the normalised mean of the person's embeddings (see
-        :func:`facedex.identify.identifier.person_templates`). Read in chunks, so a
-        gallery of millions of faces never holds all its vectors at once."""
+    def person_ids(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(people, face_ids, face_people)``: every person id (ascending: the order
+        of :meth:`face_labels`' names), and every face id (ascending) with its person id."""
+        people = np.array([r[0] for r in self._conn.execute("SELECT id FROM people ORDER BY id")], np.int64)
+        rows = self._conn.execute("SELECT id, person_id FROM faces ORDER BY id").fetchall()
+        faces = np.array(rows, np.int64).reshape(-1, 2)
+        return people, faces[:, 0].copy(), faces[:, 1].copy()
+
+    def person_templates(self, people: Sequence[int] | None = None, chunk: int = 50_000) -> np.ndarray:
+        """One row per person — every person, in the order of :meth:`face_labels`'
+        names (people ordered by id), or the person ids ``people`` in the order
+        given: the normalised mean of the person's embeddings (see
+        :func:`facedex.identify.identifier.person_templates`; zeros for a person
+        without faces). Read in chunks, so a gallery of millions of faces never
+        holds all its vectors at once."""
         dim = int(self.embedder_card().get("embedding_dim") or 0)
-        ids = [r[0] for r in self._conn.execute("SELECT id FROM people ORDER BY id")]
+        if people is None:
+            ids = [r[0] for r in self._conn.execute("SELECT id FROM people ORDER BY id")]
+            cursors = [self._conn.execute("SELECT person_id, embedding FROM faces ORDER BY person_id")]
+        else:
+            ids = [int(p) for p in people]
+            wanted = sorted(set(ids))
+            # by person (the faces_person index), at most 500 ids per statement (SQLite's variable limit)
+            cursors = (self._conn.execute(
+                f"SELECT person_id, embedding FROM faces WHERE person_id IN ({','.join('?' * len(part))}) "
+                "ORDER BY person_id", part) for part in (wanted[i:i + 500] for i in range(0, len(wanted), 500)))
         pos = {pid: i for i, pid in enumerate(ids)}
         sums = np.zeros((len(ids), dim), np.float32)  # float32 sums of unit vectors: ample for a mean
-        # by person (the faces_person index), so each chunk sums contiguous runs
-        cur = self._conn.execute("SELECT person_id, embedding FROM faces ORDER BY person_id")
-        while True:
-            rows = cur.fetchmany(chunk)
-            if not rows:
-                break
-            lab = np.fromiter((pos[r[0]] for r in rows), dtype=np.int64, count=len(rows))
-            blob = b"".join(r[1] for r in rows)
-            if len(blob) != len(rows) * dim * 4:
-                raise GalleryError(f"{self.path}: stored embeddings do not have {dim} dimensions; the file is damaged")
-            vecs = np.frombuffer(blob, dtype="<f4").reshape(len(rows), dim)
-            starts = np.flatnonzero(np.concatenate([[True], lab[1:] != lab[:-1]]))
-            sums[lab[starts]] += np.add.reduceat(vecs, starts, axis=0)
+        for cur in cursors:
+            while True:
+                rows = cur.fetchmany(chunk)
+                if not rows:
+                    break
+                lab = np.fromiter((pos[r[0]] for r in rows), dtype=np.int64, count=len(rows))
+                blob = b"".join(r[1] for r in rows)
+                if len(blob) != len(rows) * dim * 4:
+                    raise GalleryError(f"{self.path}: stored embeddings do not have {dim} dimensions; "
+                                       "the file is damaged")
+                vecs = np.frombuffer(blob, dtype="<f4").reshape(len(rows), dim)
+                starts = np.flatnonzero(np.concatenate([[True], lab[1:] != lab[:-1]]))
+                sums[lab[starts]] += np.add.reduceat(vecs, starts, axis=0)
         norms = np.sqrt(np.einsum("ij,ij->i", sums, sums))[:, None]
         sums /= np.where(norms > 0, norms, np.float32(1.0))
+        if people is not None and len(ids) != len(pos):  # a person asked twice: each row its own copy
+            return sums[[pos[p] for p in ids]]
         return sums
 
     def vectors_of(self, person: str) -> np.ndarray:

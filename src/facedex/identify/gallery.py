@@ -29,6 +29,7 @@ from ..errors import ConfigError, FacedexError
 from ..faces.detect import DetectorConfig
 from ..gallery.index import VectorIndex
 from ..gallery.store import FaceRecord, GalleryStore, PersonInfo, gallery_exists
+from ..gallery.templates import TemplateCache
 from ..media import ImageInput, load_image
 from ..pipeline import FacePipeline
 from ..types import Decision, EnrollReport, Face, Identification, Threshold
@@ -72,6 +73,7 @@ class Gallery:
         self._identifier: Identifier | None = None
         self._identifier_gen = -1
         self._persisted = None  # issue #16: the index kept beside the gallery, when one is used
+        self._templates = TemplateCache()  # issue #19: person templates, synced by difference
         self._remote = None  # issue #16: the vector-database backend, when the gallery names one
 
     # -- opening ---------------------------------------------------------------------------
@@ -339,7 +341,7 @@ class Gallery:
             self._remote.sync(self._store, table.face_ids)
             return Identifier(k=self._k, crowd_reference=self.crowd_reference).fit_index(
                 PositionSearch(self._remote, table.face_ids), table.labels, table.names, dim,
-                templates=self._store.person_templates())
+                templates=self._templates.sync(self._store))
         table = self._store.face_labels()
         desc, params = self.index_recipe(len(table.face_ids))
         if not persistable(desc):
@@ -355,7 +357,7 @@ class Gallery:
         p.sync(self._store, table.face_ids)
         return Identifier(k=self._k, index=desc, crowd_reference=self.crowd_reference).fit_index(
             PositionSearch(p.index, table.face_ids), table.labels, table.names, dim,
-            templates=self._store.person_templates())
+            templates=self._templates.sync(self._store))
 
     def update_index(self) -> dict | None:
         """Bring the persisted index or the vector database up to date now (after
