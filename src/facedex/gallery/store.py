@@ -245,6 +245,7 @@ class EmbeddingTable:
     labels: np.ndarray  # int64 (n,), index into names
     names: list[str]
     vectors: np.ndarray  # float32 (n, dim)
+    person_ids: np.ndarray | None = None  # int64 (len(names),): the person id of each name, ascending
 
 
 class GalleryStore:
@@ -575,6 +576,7 @@ class GalleryStore:
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
         labels = np.fromiter((pos[r[1]] for r in rows), dtype=np.int64, count=n)
         return EmbeddingTable(face_ids=ids, labels=labels, names=[nm for _, nm in names_rows],
+                              person_ids=np.fromiter((pid for pid, _ in names_rows), np.int64, len(names_rows)),
                               vectors=np.zeros((0, dim), np.float32))
 
     def vectors_by_id(self, face_ids: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -646,14 +648,6 @@ class GalleryStore:
             raise GalleryError(f"{self.path}: stored embeddings do not have {dim} dimensions; the file is damaged")
         vectors = np.frombuffer(blob, dtype="<f4").reshape(n, dim if dim else -1).astype(np.float32) if n else np.zeros((0, dim), np.float32)
         return EmbeddingTable(face_ids=ids, labels=labels, names=names, vectors=vectors)
-
-    def person_ids(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(people, face_ids, face_people)``: every person id (ascending: the order
-        of :meth:`face_labels`' names), and every face id (ascending) with its person id."""
-        people = np.array([r[0] for r in self._conn.execute("SELECT id FROM people ORDER BY id")], np.int64)
-        rows = self._conn.execute("SELECT id, person_id FROM faces ORDER BY id").fetchall()
-        faces = np.array(rows, np.int64).reshape(-1, 2)
-        return people, faces[:, 0].copy(), faces[:, 1].copy()
 
     def person_templates(self, people: Sequence[int] | None = None, chunk: int = 50_000) -> np.ndarray:
         """One row per person — every person, in the order of :meth:`face_labels`'

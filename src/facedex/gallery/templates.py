@@ -10,7 +10,7 @@ whose faces changed, and copies the others.
 >>> cache = TemplateCache()
 >>> templates = cache.sync(store)          # all people, in face_labels()' order
 >>> ...                                    # enroll 100 faces
->>> templates = cache.sync(store)          # reads those people only
+>>> templates = cache.sync(store, store.face_labels())   # reads those people only
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .store import GalleryStore
+    from .store import EmbeddingTable, GalleryStore
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,13 @@ class TemplateCache:
         self._state: _State | None = None
         self.last_read: int | None = None  # people read by the last sync (None: all of them)
 
-    def sync(self, store: "GalleryStore") -> np.ndarray:
-        """One template per person, people ordered by id (``face_labels()``' names).
-        The array returned is never changed afterwards (a new one on each change)."""
-        people, face_ids, face_people = store.person_ids()
+    def sync(self, store: "GalleryStore", table: "EmbeddingTable | None" = None) -> np.ndarray:
+        """One template per person, people ordered by id (``face_labels()``' names;
+        pass that ``table`` when it has just been read, to read it once). The
+        array returned is never changed afterwards (a new one on each change)."""
+        table = store.face_labels() if table is None or table.person_ids is None else table
+        people, face_ids = table.person_ids, table.face_ids
+        face_people = people[table.labels] if len(table.labels) else np.zeros(0, np.int64)
         old = self._state
         if old is not None and np.array_equal(old.face_ids, face_ids) and np.array_equal(
                 old.face_people, face_people) and np.array_equal(old.people, people):

@@ -341,7 +341,7 @@ class Gallery:
             self._remote.sync(self._store, table.face_ids)
             return Identifier(k=self._k, crowd_reference=self.crowd_reference).fit_index(
                 PositionSearch(self._remote, table.face_ids), table.labels, table.names, dim,
-                templates=self._templates.sync(self._store))
+                templates=self._templates.sync(self._store, table))
         table = self._store.face_labels()
         desc, params = self.index_recipe(len(table.face_ids))
         if not persistable(desc):
@@ -357,7 +357,7 @@ class Gallery:
         p.sync(self._store, table.face_ids)
         return Identifier(k=self._k, index=desc, crowd_reference=self.crowd_reference).fit_index(
             PositionSearch(p.index, table.face_ids), table.labels, table.names, dim,
-            templates=self._templates.sync(self._store))
+            templates=self._templates.sync(self._store, table))
 
     def update_index(self) -> dict | None:
         """Bring the persisted index or the vector database up to date now (after
