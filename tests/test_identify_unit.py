@@ -184,3 +184,19 @@ def test_gallery_calibrates_with_its_own_identifier(tmp_path):
         assert g.crowd_reference == 0.25
         assert t.value == pytest.approx(want.threshold, abs=1e-6)
         assert t.details["estimated_fnir"] == want.details["estimated_fnir"]
+
+
+@pytest.mark.parametrize("evidence", ["template", "max"])
+def test_a_genuine_calibration_search_of_a_one_face_person_finds_them_gone(evidence):
+    # left out of the gallery, a person's only face leaves no one of theirs: identify's answer
+    rng = np.random.default_rng(1)
+    vecs = rng.normal(size=(31, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    labels = np.repeat(np.arange(11), 3)[:31]  # person 10: one face (row 30)
+    genuine, lab = best_match_scores(vecs, labels, np.array([30]), exclude="self", evidence=evidence,
+                                     crowd_reference=0.0)
+    keep = np.arange(31) != 30
+    ident = Identifier(evidence=evidence, crowd_reference=0.0).fit(vecs[keep], labels[keep],
+                                                                   [str(n) for n in range(11)])
+    ((score, cands),) = ident.scored_candidates(vecs[30][None])
+    assert lab[0] != 10 and lab[0] == int(cands[0].name) and genuine[0] == pytest.approx(score, abs=1e-5)

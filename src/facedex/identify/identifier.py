@@ -197,10 +197,8 @@ class Identifier:
             labs = np.fromiter(best, dtype=np.int64, count=len(best))
             sims = self.templates_[labs] @ qv
             if loo_template is not None and skip_pos >= 0:
-                hit = labs == int(self.labels_[skip_pos])
-                if hit.any():  # NaN template: the face was its person's only one
-                    sims[hit] = float(loo_template @ qv) if np.isfinite(loo_template).all() else -np.inf
-            best = {lab: sim for lab, sim in zip(labs.tolist(), sims.tolist()) if np.isfinite(sim)}
+                sims[labs == int(self.labels_[skip_pos])] = float(loo_template @ qv)
+            best = dict(zip(labs.tolist(), sims.tolist()))
         return sorted(best.items(), key=lambda kv: -kv[1])
 
     def _score(self, ranked: list[tuple[int, float]]) -> float:
@@ -278,14 +276,14 @@ class Identifier:
             sims, pos = self.index_.search(vectors[part], min(self.k + extra, self.index_.ntotal))
             for i, r, srow, prow in zip(idx, part, sims, pos):
                 own = int(self.labels_[r])
-                loo = None
-                if sums is not None:
-                    rest = sums[own] - vectors[r]
-                    norm = float(np.linalg.norm(rest))
-                    loo = (rest / norm).astype(np.float32) if counts[own] > 1 and norm > 0 else np.full(
-                        self.dim_, np.nan, np.float32)
-                ranked = (self._ranked(vectors[r], srow, prow, skip_label=own) if exclude == "person"
-                          else self._ranked(vectors[r], srow, prow, skip_pos=int(r), loo_template=loo))
+                rest = None if sums is None else sums[own] - vectors[r]  # their template without this face
+                norm = 0.0 if rest is None else float(np.linalg.norm(rest))
+                if exclude == "person" or counts[own] <= 1 or (rest is not None and norm == 0.0):
+                    # a stranger search, or the face was its person's only one: the person is gone
+                    ranked = self._ranked(vectors[r], srow, prow, skip_label=own)
+                else:
+                    loo = None if rest is None else (rest / norm).astype(np.float32)
+                    ranked = self._ranked(vectors[r], srow, prow, skip_pos=int(r), loo_template=loo)
                 if ranked:
                     scores[i], best[i] = self._score(ranked), ranked[0][0]
         return scores, best
